@@ -1,0 +1,664 @@
+//! The YAML configuration: schema, defaults, and validation with `file:line:col` errors.
+//!
+//! rust-network-mgr's file is accepted unchanged: `interfaces: [{name, dhcp, address,
+//! nftables_zone}]` plus its top-level `socket_path`, `nftables_rules_path` and
+//! `http_bind_addr` (the last two are accepted and ignored, with a warning).
+
+use crate::prefix::IpPrefix;
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Where a config path came from when none is given on the command line.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/netmgrd/config.yaml";
+pub const DEFAULT_SOCKET_PATH: &str = "/run/netmgrd.sock";
+
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The file could not be read.
+    Read { path: PathBuf, error: std::io::Error },
+    /// The YAML is malformed or does not fit the schema.
+    Parse { path: PathBuf, line: usize, column: usize, message: String },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read { path, error } => write!(f, "{}: {}", path.display(), error),
+            ConfigError::Parse { path, line, column, message } => {
+                write!(f, "{}:{}:{}: {}", path.display(), line, column, message)
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Which file to read: `--config`, else `$NETMGRD_CONFIG`, else `$RUST_NETWORK_MGR_CONFIG`,
+/// else the default path.
+pub fn resolve_path(cli: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> PathBuf {
+    if let Some(p) = cli {
+        return p.to_path_buf();
+    }
+    for var in ["NETMGRD_CONFIG", "RUST_NETWORK_MGR_CONFIG"] {
+        if let Some(v) = env(var).filter(|v| !v.is_empty()) {
+            return PathBuf::from(v);
+        }
+    }
+    PathBuf::from(DEFAULT_CONFIG_PATH)
+}
+
+/// nftables address family of a table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    Inet,
+    Ip,
+    Ip6,
+    Bridge,
+    Netdev,
+    Arp,
+}
+
+impl Family {
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Inet => "inet",
+            Family::Ip => "ip",
+            Family::Ip6 => "ip6",
+            Family::Bridge => "bridge",
+            Family::Netdev => "netdev",
+            Family::Arp => "arp",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Family> {
+        Some(match s {
+            "inet" => Family::Inet,
+            "ip" => Family::Ip,
+            "ip6" => Family::Ip6,
+            "bridge" => Family::Bridge,
+            "netdev" => Family::Netdev,
+            "arp" => Family::Arp,
+            _ => return None,
+        })
+    }
+}
+
+/// A table named as nft names it: `inet filter` (a bare `filter` means `inet filter`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TableRef {
+    pub family: Family,
+    pub name: String,
+}
+
+impl fmt::Display for TableRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.family.name(), self.name)
+    }
+}
+
+impl TableRef {
+    pub fn parse(s: &str) -> Result<TableRef, String> {
+        let words: Vec<&str> = s.split_whitespace().collect();
+        let (family, name) = match words.as_slice() {
+            [name] => (Family::Inet, *name),
+            [fam, name] => (
+                Family::parse(fam).ok_or_else(|| {
+                    format!("unknown table family `{fam}` (expected inet, ip, ip6, bridge, netdev or arp)")
+                })?,
+                *name,
+            ),
+            _ => return Err(format!("`{s}` is not a table (expected e.g. `inet filter`)")),
+        };
+        check_nft_name(name)?;
+        Ok(TableRef { family, name: name.to_string() })
+    }
+}
+
+impl<'de> Deserialize<'de> for TableRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        TableRef::parse(&s).map_err(de::Error::custom)
+    }
+}
+
+/// nft identifiers: a letter, then letters, digits, `_`, `-`, `.`; at most 255 bytes.
+pub fn check_nft_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if first_ok && rest_ok && name.len() <= 255 {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a valid nftables name (a letter, then letters, digits, _ - .)"
+        ))
+    }
+}
+
+fn nft_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    check_nft_name(&s).map_err(de::Error::custom)?;
+    Ok(s)
+}
+
+fn opt_nft_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    nft_name(d).map(Some)
+}
+
+fn opt_prefix<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IpPrefix>, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse::<IpPrefix>().map(Some).map_err(de::Error::custom)
+}
+
+fn file_mode<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    // "0660" as a string, or 660/0o660 written as a YAML integer: both read as octal digits.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Number(u32),
+    }
+    let digits = match Raw::deserialize(d)? {
+        Raw::Text(s) => s,
+        Raw::Number(n) => n.to_string(),
+    };
+    let trimmed = digits.trim_start_matches("0o");
+    u32::from_str_radix(trimmed, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| de::Error::custom(format!("`{digits}` is not a file mode like \"0660\"")))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogTarget {
+    Auto,
+    Stderr,
+    Syslog,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn to_filter(self) -> log::LevelFilter {
+        match self {
+            LogLevel::Off => log::LevelFilter::Off,
+            LogLevel::Error => log::LevelFilter::Error,
+            LogLevel::Warn => log::LevelFilter::Warn,
+            LogLevel::Info => log::LevelFilter::Info,
+            LogLevel::Debug => log::LevelFilter::Debug,
+            LogLevel::Trace => log::LevelFilter::Trace,
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LogLevel> {
+        Some(match s {
+            "off" => LogLevel::Off,
+            "error" => LogLevel::Error,
+            "warn" | "warning" => LogLevel::Warn,
+            "info" => LogLevel::Info,
+            "debug" => LogLevel::Debug,
+            "trace" => LogLevel::Trace,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub level: LogLevel,
+    pub target: LogTarget,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: LogLevel::Info, target: LogTarget::Auto }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    pub socket: PathBuf,
+    #[serde(deserialize_with = "file_mode")]
+    pub mode: u32,
+    /// Group allowed to use the socket besides root; `None` means root only.
+    pub group: Option<String>,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig { socket: PathBuf::from(DEFAULT_SOCKET_PATH), mode: 0o660, group: None }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnExit {
+    /// Leave managed set elements in place (a restart finds them and reconciles).
+    Keep,
+    /// Remove every element netmgrd manages.
+    Flush,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NftablesConfig {
+    pub table: TableRef,
+    pub owned_table: TableRef,
+    pub on_exit: OnExit,
+}
+
+impl Default for NftablesConfig {
+    fn default() -> Self {
+        NftablesConfig {
+            table: TableRef { family: Family::Inet, name: "filter".into() },
+            owned_table: TableRef { family: Family::Inet, name: "netmgrd".into() },
+            on_exit: OnExit::Keep,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InterfaceConfig {
+    pub name: String,
+    /// Informational (netmgrd never runs a DHCP client): addresses are read from the kernel.
+    #[serde(default)]
+    pub dhcp: Option<bool>,
+    /// Informational: the address netmgrd expects; the kernel's addresses are what count.
+    #[serde(default, deserialize_with = "opt_prefix")]
+    pub address: Option<IpPrefix>,
+    #[serde(default, alias = "zone", deserialize_with = "opt_nft_name")]
+    pub nftables_zone: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneConfig {
+    #[serde(default)]
+    pub table: Option<TableRef>,
+    #[serde(default, deserialize_with = "opt_nft_name")]
+    pub ipv4_set: Option<String>,
+    #[serde(default, deserialize_with = "opt_nft_name")]
+    pub ipv6_set: Option<String>,
+    /// Interval set of the zone's IPv4 prefixes (`flags interval`).
+    #[serde(default, deserialize_with = "opt_nft_name")]
+    pub networks4_set: Option<String>,
+    /// Interval set of the zone's IPv6 prefixes (`flags interval`).
+    #[serde(default, deserialize_with = "opt_nft_name")]
+    pub networks6_set: Option<String>,
+}
+
+/// The file as written.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    log: LogConfig,
+    #[serde(default)]
+    control: Option<ControlConfig>,
+    #[serde(default)]
+    nftables: NftablesConfig,
+    #[serde(default)]
+    interfaces: Vec<InterfaceConfig>,
+    #[serde(default)]
+    zones: BTreeMap<String, ZoneConfig>,
+    // rust-network-mgr's top-level keys.
+    #[serde(default)]
+    socket_path: Option<PathBuf>,
+    #[serde(default)]
+    nftables_rules_path: Option<String>,
+    #[serde(default)]
+    http_bind_addr: Option<String>,
+}
+
+/// The validated configuration netmgrd runs with.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub path: PathBuf,
+    pub log: LogConfig,
+    pub control: ControlConfig,
+    pub nftables: NftablesConfig,
+    pub interfaces: Vec<InterfaceConfig>,
+    pub zones: BTreeMap<String, ZoneConfig>,
+    /// Things worth a warning that do not stop netmgrd (ignored legacy keys).
+    pub warnings: Vec<String>,
+}
+
+/// The sets one zone manages, with defaults filled in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZoneSets {
+    pub table: TableRef,
+    pub ipv4_set: String,
+    pub ipv6_set: String,
+    pub networks4_set: Option<String>,
+    pub networks6_set: Option<String>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| ConfigError::Read { path: path.to_path_buf(), error })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses and validates `text`, naming `path` in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let parse_error = |line: usize, column: usize, message: String| ConfigError::Parse {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message,
+        };
+        // An empty file (or one with only comments) is a valid, empty config.
+        let raw: RawConfig = if text.trim().lines().all(|l| l.trim().is_empty() || l.trim().starts_with('#')) {
+            RawConfig::default()
+        } else {
+            serde_yaml::from_str(text).map_err(|e| {
+                let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
+                let message = clean_message(&e.to_string());
+                let (line, column) = refine_position(text, line, column, &message);
+                parse_error(line, column, message)
+            })?
+        };
+
+        let mut warnings = Vec::new();
+        if raw.nftables_rules_path.is_some() {
+            warnings.push("`nftables_rules_path` (rust-network-mgr) is ignored".to_string());
+        }
+        if raw.http_bind_addr.is_some() {
+            warnings.push("`http_bind_addr` (rust-network-mgr) is ignored: use the control socket".to_string());
+        }
+        let control = match (raw.control, raw.socket_path) {
+            (Some(c), _) => c,
+            (None, Some(p)) => ControlConfig { socket: p, ..ControlConfig::default() },
+            (None, None) => ControlConfig::default(),
+        };
+
+        // Checks that need the whole document; located by searching the text.
+        let mut seen = BTreeMap::new();
+        for (i, iface) in raw.interfaces.iter().enumerate() {
+            if iface.name.is_empty() || iface.name.len() > 15 || iface.name.contains(['/', ' ']) {
+                let (line, column) = locate(text, &iface.name, 0);
+                return Err(parse_error(line, column, format!("`{}` is not a valid interface name", iface.name)));
+            }
+            if let Some(first) = seen.insert(iface.name.clone(), i) {
+                let _ = first;
+                let (line, column) = locate(text, &iface.name, 1);
+                return Err(parse_error(line, column, format!("interface `{}` is listed twice", iface.name)));
+            }
+        }
+        for zone in raw.zones.keys() {
+            if let Err(message) = check_nft_name(zone) {
+                let (line, column) = locate(text, zone, 0);
+                return Err(parse_error(line, column, message));
+            }
+        }
+        let config = Config {
+            path: path.to_path_buf(),
+            log: raw.log,
+            control,
+            nftables: raw.nftables,
+            interfaces: raw.interfaces,
+            zones: raw.zones,
+            warnings,
+        };
+        // Two zones must not write the same set: each would delete the other's elements.
+        let mut owners: BTreeMap<(TableRef, String), String> = BTreeMap::new();
+        for zone in config.zone_names() {
+            let sets = config.zone_sets(&zone);
+            let names = [Some(&sets.ipv4_set), Some(&sets.ipv6_set), sets.networks4_set.as_ref(), sets.networks6_set.as_ref()];
+            for name in names.into_iter().flatten() {
+                if let Some(other) = owners.insert((sets.table.clone(), name.clone()), zone.clone()) {
+                    if other != zone {
+                        let (line, column) = locate(text, name, 0);
+                        return Err(parse_error(
+                            line,
+                            column,
+                            format!("set `{name}` in table `{}` is used by zones `{other}` and `{zone}`", sets.table),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(config)
+    }
+
+    /// Every zone: those declared under `zones:` and those named by an interface.
+    pub fn zone_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.zones.keys().cloned().collect();
+        for iface in &self.interfaces {
+            if let Some(z) = &iface.nftables_zone {
+                if !names.contains(z) {
+                    names.push(z.clone());
+                }
+            }
+        }
+        names.sort();
+        names
+    }
+
+    /// The sets a zone manages: `Z_ips` and `Z_ipv6` in `nftables.table` unless overridden.
+    pub fn zone_sets(&self, zone: &str) -> ZoneSets {
+        let z = self.zones.get(zone).cloned().unwrap_or_default();
+        ZoneSets {
+            table: z.table.unwrap_or_else(|| self.nftables.table.clone()),
+            ipv4_set: z.ipv4_set.unwrap_or_else(|| format!("{zone}_ips")),
+            ipv6_set: z.ipv6_set.unwrap_or_else(|| format!("{zone}_ipv6")),
+            networks4_set: z.networks4_set,
+            networks6_set: z.networks6_set,
+        }
+    }
+
+    /// Interfaces that belong to `zone`.
+    pub fn zone_interfaces(&self, zone: &str) -> Vec<&str> {
+        self.interfaces
+            .iter()
+            .filter(|i| i.nftables_zone.as_deref() == Some(zone))
+            .map(|i| i.name.as_str())
+            .collect()
+    }
+}
+
+/// serde_yaml appends " at line L column C"; the position is printed in front instead.
+/// Unknown-field errors get a "did you mean" when one expected name is close.
+fn clean_message(message: &str) -> String {
+    let base = match message.find(" at line ") {
+        Some(i) => &message[..i],
+        None => message,
+    };
+    let mut out = base.to_string();
+    if let Some(rest) = base.split_once("unknown field `").map(|(_, r)| r) {
+        if let Some((field, expected)) = rest.split_once('`') {
+            let best = expected
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(|cand| (edit_distance(field, cand), cand))
+                .min();
+            if let Some((d, cand)) = best {
+                if d <= 2 {
+                    out.push_str(&format!(" (did you mean `{cand}`?)"));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb { prev } else { 1 + prev.min(cur).min(row[j]) };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// serde_yaml places errors from our own value checks at the start of the enclosing mapping;
+/// the message quotes the offending value, so point at that value when it follows.
+fn refine_position(text: &str, line: usize, column: usize, message: &str) -> (usize, usize) {
+    let quoted = message.split('`').nth(1).filter(|q| !q.is_empty());
+    if let Some(q) = quoted {
+        let skipped: usize = text.lines().take(line.saturating_sub(1)).map(|l| l.len() + 1).sum();
+        if let Some(rest) = text.get(skipped..) {
+            let (l, c) = locate(rest, q, 0);
+            if (l, c) != (1, 1) || rest.lines().next().is_some_and(|first| first.contains(q)) {
+                return (line + l - 1, c);
+            }
+        }
+    }
+    (line, column)
+}
+
+/// 1-based line and column of the `nth` occurrence of `needle` as a whole YAML scalar.
+fn locate(text: &str, needle: &str, nth: usize) -> (usize, usize) {
+    let mut found = 0;
+    for (ln, line) in text.lines().enumerate() {
+        let code = line.split(" #").next().unwrap_or(line);
+        let mut start = 0;
+        while let Some(pos) = code[start..].find(needle) {
+            let col = start + pos;
+            let before = code[..col].chars().next_back();
+            let after = code[col + needle.len()..].chars().next();
+            let boundary = |c: Option<char>| c.is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '-' || c == '.'));
+            if boundary(before) && boundary(after) {
+                if found == nth {
+                    return (ln + 1, col + 1);
+                }
+                found += 1;
+            }
+            start = col + needle.len();
+        }
+    }
+    (1, 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/netmgrd/config.yaml"), text)
+    }
+
+    fn err(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn rust_network_mgr_file_is_accepted_unchanged() {
+        let text = "interfaces:\n  - name: eth0 # Example interface, replace with actual\n    dhcp: true\n    nftables_zone: wan # Example zone, maps to 'wan_ips' set\n\n# socket_path: /run/rust-network-mgr.sock\nsocket_path: /run/rnm.sock\nnftables_rules_path: /etc/rust-network-mgr/rules.d\n";
+        let c = parse(text).unwrap();
+        assert_eq!(c.interfaces[0].name, "eth0");
+        assert_eq!(c.interfaces[0].nftables_zone.as_deref(), Some("wan"));
+        assert_eq!(c.control.socket, PathBuf::from("/run/rnm.sock"));
+        assert_eq!(c.warnings.len(), 1);
+        let sets = c.zone_sets("wan");
+        assert_eq!(sets.table.to_string(), "inet filter");
+        assert_eq!(sets.ipv4_set, "wan_ips");
+        assert_eq!(sets.ipv6_set, "wan_ipv6");
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = parse("# nothing here\n").unwrap();
+        assert_eq!(c.control.socket, PathBuf::from(DEFAULT_SOCKET_PATH));
+        assert_eq!(c.control.mode, 0o660);
+        assert_eq!(c.nftables.on_exit, OnExit::Keep);
+        assert!(c.zone_names().is_empty());
+    }
+
+    #[test]
+    fn zone_synonym_and_overrides() {
+        let text = "nftables: { table: ip fw, on_exit: flush }\ninterfaces:\n  - { name: eth1, address: 192.0.2.1/24, zone: lan }\nzones:\n  lan: { ipv4_set: lan4, networks4_set: lan_nets }\n  dmz: { table: inet other }\ncontrol: { mode: \"0600\", group: netadm }\n";
+        let c = parse(text).unwrap();
+        assert_eq!(c.zone_names(), vec!["dmz".to_string(), "lan".to_string()]);
+        let lan = c.zone_sets("lan");
+        assert_eq!(lan.table.to_string(), "ip fw");
+        assert_eq!(lan.ipv4_set, "lan4");
+        assert_eq!(lan.ipv6_set, "lan_ipv6");
+        assert_eq!(lan.networks4_set.as_deref(), Some("lan_nets"));
+        assert_eq!(c.zone_sets("dmz").table.to_string(), "inet other");
+        assert_eq!(c.zone_interfaces("lan"), vec!["eth1"]);
+        assert_eq!(c.control.mode, 0o600);
+        assert_eq!(c.nftables.on_exit, OnExit::Flush);
+    }
+
+    #[test]
+    fn unknown_key_is_located_with_suggestion() {
+        let e = err("interfaces:\n  - name: eth0\n    nftables_zon: wan\n");
+        assert!(e.starts_with("/etc/netmgrd/config.yaml:3:5: interfaces[0]: unknown field `nftables_zon`"), "{e}");
+        assert!(e.contains("did you mean `nftables_zone`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_located() {
+        let e = err("interfaces:\n  - name: eth0\n    dhcp: maybe\n");
+        assert!(e.starts_with("/etc/netmgrd/config.yaml:3:11: "), "{e}");
+        let e = err("interfaces: 7\n");
+        assert!(e.starts_with("/etc/netmgrd/config.yaml:1:13: "), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_located() {
+        let e = err("interfaces:\n  - name: eth0\n    address: 192.0.2.300/24\n");
+        assert!(e.starts_with("/etc/netmgrd/config.yaml:3:14: "), "{e}");
+        assert!(e.contains("192.0.2.300/24"), "{e}");
+        let e = err("nftables:\n  table: foo bar baz\n");
+        assert!(e.starts_with("/etc/netmgrd/config.yaml:2:10: "), "{e}");
+        let e = err("interfaces:\n  - { name: eth0, zone: \"w an\" }\n");
+        assert!(e.contains("not a valid nftables name"), "{e}");
+        let e = err("control: { mode: \"0999\" }\n");
+        assert!(e.contains("file mode"), "{e}");
+    }
+
+    #[test]
+    fn syntax_error_is_located() {
+        let e = err("interfaces:\n  - name: eth0\n   bad indent: [\n");
+        assert!(e.starts_with("/etc/netmgrd/config.yaml:3:"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_interface_points_at_second() {
+        let e = err("interfaces:\n  - { name: eth0, zone: wan }\n  - { name: eth0, zone: lan }\n");
+        assert_eq!(e, "/etc/netmgrd/config.yaml:3:13: interface `eth0` is listed twice");
+    }
+
+    #[test]
+    fn two_zones_cannot_share_a_set() {
+        let e = err("zones:\n  a: { ipv4_set: shared }\n  b: { ipv4_set: shared }\n");
+        assert!(e.contains("used by zones `a` and `b`"), "{e}");
+    }
+
+    #[test]
+    fn config_path_lookup_order() {
+        let none = |_: &str| None;
+        assert_eq!(resolve_path(None, none), PathBuf::from(DEFAULT_CONFIG_PATH));
+        let rnm = |k: &str| (k == "RUST_NETWORK_MGR_CONFIG").then(|| "/b".to_string());
+        assert_eq!(resolve_path(None, rnm), PathBuf::from("/b"));
+        let both = |k: &str| Some(if k == "NETMGRD_CONFIG" { "/a" } else { "/b" }.to_string());
+        assert_eq!(resolve_path(None, both), PathBuf::from("/a"));
+        assert_eq!(resolve_path(Some(Path::new("/c")), both), PathBuf::from("/c"));
+    }
+}
