@@ -1,0 +1,190 @@
+//! `plan`: config + observed state -> the desired elements of every managed set. Pure.
+//!
+//! The address rule: an address counts when its link is administratively up, its scope is
+//! global or site, it is not link-local (169.254.0.0/16, fe80::/10), and it is neither
+//! tentative (IPv6 DAD still running) nor dadfailed.
+
+use crate::config::Config;
+use crate::elements::{Elem, SetId, SetKind};
+use crate::event::Address;
+use crate::observed::Observed;
+use crate::prefix::IpPrefix;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+const RT_SCOPE_UNIVERSE: u8 = 0;
+const RT_SCOPE_SITE: u8 = 200;
+const IFA_F_DADFAILED: u32 = 0x08;
+const IFA_F_TENTATIVE: u32 = 0x40;
+
+/// Desired elements per managed set (every managed set is present, possibly empty).
+pub type Desired = BTreeMap<SetId, BTreeSet<Elem>>;
+
+/// Every set the config manages, with the zone it belongs to.
+pub fn managed_sets(config: &Config) -> Vec<(String, SetId)> {
+    let mut out = Vec::new();
+    for zone in config.zone_names() {
+        let z = config.zone_sets(&zone);
+        let mut push = |name: &String, kind| {
+            out.push((zone.clone(), SetId { table: z.table.clone(), name: name.clone(), kind }));
+        };
+        push(&z.ipv4_set, SetKind::Ipv4Addr);
+        push(&z.ipv6_set, SetKind::Ipv6Addr);
+        if let Some(n) = &z.networks4_set {
+            push(n, SetKind::Ipv4Net);
+        }
+        if let Some(n) = &z.networks6_set {
+            push(n, SetKind::Ipv6Net);
+        }
+    }
+    out
+}
+
+/// Whether an address goes into the zone sets (see the module doc).
+pub fn address_counts(a: &Address) -> bool {
+    let scope_ok = a.scope == RT_SCOPE_UNIVERSE || a.scope == RT_SCOPE_SITE;
+    let flags_ok = a.flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED) == 0;
+    let link_local = match a.prefix.addr {
+        IpAddr::V4(v) => v.is_link_local(),
+        IpAddr::V6(v) => v.segments()[0] & 0xffc0 == 0xfe80,
+    };
+    scope_ok && flags_ok && !link_local
+}
+
+pub fn plan(config: &Config, observed: &Observed) -> Desired {
+    let mut desired = Desired::new();
+    for (zone, set) in managed_sets(config) {
+        let ifaces = config.zone_interfaces(&zone);
+        let counted: Vec<&Address> = ifaces
+            .iter()
+            .flat_map(|name| observed.links_named(name))
+            .filter(|link| link.up)
+            .flat_map(|link| observed.addresses_of(link.index))
+            .filter(|a| address_counts(a))
+            .filter(|a| a.prefix.addr.is_ipv4() == set.kind.is_ipv4())
+            .collect();
+        let elems = if set.kind.is_interval() {
+            networks(counted.iter().map(|a| a.prefix))
+        } else {
+            counted.iter().map(|a| Elem::Addr(a.prefix.addr)).collect()
+        };
+        desired.insert(set, elems);
+    }
+    desired
+}
+
+/// Interval elements for a list of interface prefixes. nft rejects overlapping intervals,
+/// so prefixes inside another one are dropped (prefixes either nest or are disjoint).
+fn networks(prefixes: impl Iterator<Item = IpPrefix>) -> BTreeSet<Elem> {
+    let mut nets: Vec<IpPrefix> = prefixes
+        .map(|p| IpPrefix { addr: p.network(), len: p.len })
+        .collect();
+    nets.sort();
+    nets.dedup();
+    let mut kept: Vec<IpPrefix> = Vec::new();
+    for n in nets {
+        if !kept.last().is_some_and(|k| k.contains(&n)) {
+            kept.push(n);
+        }
+    }
+    kept.into_iter().map(|p| Elem::Range { start: p.network(), end: p.end_exclusive() }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Event, Link};
+    use std::path::Path;
+
+    fn config(text: &str) -> Config {
+        Config::parse(Path::new("t.yaml"), text).unwrap()
+    }
+
+    fn addr(index: u32, text: &str, scope: u8, flags: u32) -> Address {
+        Address { index, prefix: text.parse().unwrap(), scope, flags }
+    }
+
+    fn observed(links: &[(u32, &str, bool)], addrs: Vec<Address>) -> Observed {
+        let mut o = Observed::default();
+        let links = links.iter().map(|(i, n, up)| Link { index: *i, name: n.to_string(), up: *up }).collect();
+        o.apply(&Event::NetSnapshot { links, addrs });
+        o
+    }
+
+    fn elems(d: &Desired, name: &str) -> Vec<String> {
+        let (_, set) = d.iter().find(|(k, _)| k.name == name).expect("set planned");
+        set.iter().map(|e| e.to_string()).collect()
+    }
+
+    const CFG: &str = "interfaces:\n  - { name: eth0, nftables_zone: wan }\n  - { name: eth1, zone: lan }\n  - { name: eth2, zone: lan }\nzones:\n  lan: { networks4_set: lan_nets, networks6_set: lan_nets6 }\n";
+
+    #[test]
+    fn addresses_go_to_their_zone_by_family() {
+        let o = observed(
+            &[(2, "eth0", true), (3, "eth1", true), (4, "other", true)],
+            vec![
+                addr(2, "203.0.113.5/24", 0, 0),
+                addr(2, "2001:db8::5/64", 0, 0),
+                addr(3, "192.0.2.1/24", 0, 0),
+                addr(4, "198.51.100.1/24", 0, 0),
+            ],
+        );
+        let d = plan(&config(CFG), &o);
+        assert_eq!(elems(&d, "wan_ips"), vec!["203.0.113.5"]);
+        assert_eq!(elems(&d, "wan_ipv6"), vec!["2001:db8::5"]);
+        assert_eq!(elems(&d, "lan_ips"), vec!["192.0.2.1"]);
+        assert!(elems(&d, "lan_ipv6").is_empty());
+        assert_eq!(elems(&d, "lan_nets"), vec!["192.0.2.0/24"]);
+        assert_eq!(d.len(), 6);
+    }
+
+    #[test]
+    fn the_address_rule() {
+        let o = observed(
+            &[(2, "eth0", true)],
+            vec![
+                addr(2, "203.0.113.1/24", 0, 0),          // global: counts
+                addr(2, "203.0.113.2/24", 200, 0),        // site: counts
+                addr(2, "203.0.113.3/24", 253, 0),        // link scope: no
+                addr(2, "203.0.113.4/24", 254, 0),        // host scope: no
+                addr(2, "169.254.1.1/16", 0, 0),          // link-local range: no
+                addr(2, "fe80::1/64", 0, 0),              // link-local range: no
+                addr(2, "2001:db8::1/64", 0, IFA_F_TENTATIVE),
+                addr(2, "2001:db8::2/64", 0, IFA_F_DADFAILED),
+                addr(2, "2001:db8::3/64", 0, 0x80 | 0x20), // permanent|deprecated: counts
+            ],
+        );
+        let d = plan(&config(CFG), &o);
+        assert_eq!(elems(&d, "wan_ips"), vec!["203.0.113.1", "203.0.113.2"]);
+        assert_eq!(elems(&d, "wan_ipv6"), vec!["2001:db8::3"]);
+    }
+
+    #[test]
+    fn down_links_contribute_nothing_and_renames_follow_names() {
+        let o = observed(&[(2, "eth0", false)], vec![addr(2, "203.0.113.1/24", 0, 0)]);
+        assert!(elems(&plan(&config(CFG), &o), "wan_ips").is_empty());
+        let o = observed(&[(2, "eth1", true)], vec![addr(2, "203.0.113.1/24", 0, 0)]);
+        let d = plan(&config(CFG), &o);
+        assert!(elems(&d, "wan_ips").is_empty());
+        assert_eq!(elems(&d, "lan_ips"), vec!["203.0.113.1"]);
+    }
+
+    #[test]
+    fn networks_merge_nested_prefixes() {
+        let o = observed(
+            &[(3, "eth1", true), (4, "eth2", true)],
+            vec![
+                addr(3, "192.0.2.1/24", 0, 0),
+                addr(3, "192.0.2.129/25", 0, 0),
+                addr(4, "192.0.2.7/24", 0, 0),
+                addr(4, "198.51.100.9/32", 0, 0),
+                addr(4, "2001:db8:1::1/48", 0, 0),
+                addr(4, "2001:db8:1:2::1/64", 0, 0),
+            ],
+        );
+        let d = plan(&config(CFG), &o);
+        assert_eq!(elems(&d, "lan_nets"), vec!["192.0.2.0/24", "198.51.100.9/32"]);
+        assert_eq!(elems(&d, "lan_nets6"), vec!["2001:db8:1::/48"]);
+        assert_eq!(elems(&d, "lan_ips").len(), 4);
+    }
+}

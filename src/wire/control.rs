@@ -1,0 +1,155 @@
+//! Control protocol: one request line in, one JSON reply line out.
+//!
+//! Request: a command word and optional arguments, e.g. `status`. Reply:
+//! `{"ok":true,"result":...}` or `{"ok":false,"error":"..."}`.
+
+use serde_json::{json, Value};
+
+/// The longest request line accepted (bytes, without the newline).
+pub const MAX_LINE: usize = 4096;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    Ping,
+    Status,
+    Reload,
+    Sets,
+    Resync,
+    Help,
+}
+
+/// (command, arguments, what it does): the `help` reply and the README list.
+pub const COMMANDS: &[(&str, &str)] = &[
+    ("ping", "liveness check; replies \"pong\""),
+    ("status", "version, uptime, config path, zones with their interfaces and sets, last error"),
+    ("reload", "re-read the config; an invalid one is reported and the old one stays in force"),
+    ("sets", "every managed set with its elements"),
+    ("resync", "re-read every managed set and re-dump links and addresses, then reconcile"),
+    ("help", "this list"),
+];
+
+pub fn parse_request(line: &[u8]) -> Result<Request, String> {
+    let text = std::str::from_utf8(line).map_err(|_| "request is not UTF-8".to_string())?;
+    let mut words = text.split_whitespace();
+    let Some(cmd) = words.next() else {
+        return Err("empty request; try `help`".to_string());
+    };
+    let request = match cmd.to_ascii_lowercase().as_str() {
+        "ping" => Request::Ping,
+        "status" => Request::Status,
+        "reload" => Request::Reload,
+        "sets" => Request::Sets,
+        "resync" => Request::Resync,
+        "help" => Request::Help,
+        _ => {
+            let shown: String = cmd.chars().take(64).collect();
+            return Err(format!("unknown command `{}`; try `help`", shown.escape_debug()));
+        }
+    };
+    if let Some(extra) = words.next() {
+        let shown: String = extra.chars().take(64).collect();
+        return Err(format!("`{cmd}` takes no arguments (got `{}`)", shown.escape_debug()));
+    }
+    Ok(request)
+}
+
+pub fn reply_ok(result: Value) -> String {
+    let mut s = json!({ "ok": true, "result": result }).to_string();
+    s.push('\n');
+    s
+}
+
+pub fn reply_err(error: &str) -> String {
+    let mut s = json!({ "ok": false, "error": error }).to_string();
+    s.push('\n');
+    s
+}
+
+/// Accumulates bytes from a client and yields complete lines.
+#[derive(Debug, Default)]
+pub struct LineBuffer {
+    buf: Vec<u8>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    /// A complete line without its `\n` (and without a trailing `\r`).
+    Complete(Vec<u8>),
+    /// More than `MAX_LINE` bytes without a newline.
+    TooLong,
+}
+
+impl LineBuffer {
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next complete line, if any.
+    pub fn next_line(&mut self) -> Option<Line> {
+        match self.buf.iter().position(|b| *b == b'\n') {
+            Some(pos) if pos <= MAX_LINE + 1 => {
+                let mut line: Vec<u8> = self.buf.drain(..=pos).collect();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                if line.len() > MAX_LINE {
+                    return Some(Line::TooLong);
+                }
+                Some(Line::Complete(line))
+            }
+            Some(_) => Some(Line::TooLong),
+            None if self.buf.len() > MAX_LINE + 1 => Some(Line::TooLong),
+            None => None,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_commands() {
+        assert_eq!(parse_request(b"ping"), Ok(Request::Ping));
+        assert_eq!(parse_request(b"  STATUS  "), Ok(Request::Status));
+        assert_eq!(parse_request(b"reload"), Ok(Request::Reload));
+        assert!(parse_request(b"").unwrap_err().contains("empty"));
+        assert!(parse_request(b"frobnicate").unwrap_err().contains("unknown command `frobnicate`"));
+        assert!(parse_request(b"ping extra").unwrap_err().contains("takes no arguments"));
+        assert!(parse_request(&[0xff, 0xfe]).unwrap_err().contains("UTF-8"));
+    }
+
+    #[test]
+    fn replies_are_single_json_lines() {
+        let ok = reply_ok(json!("pong"));
+        assert_eq!(ok, "{\"ok\":true,\"result\":\"pong\"}\n");
+        let err = reply_err("bad \"thing\"\nnext");
+        assert_eq!(err.matches('\n').count(), 1);
+        let v: Value = serde_json::from_str(err.trim()).unwrap();
+        assert_eq!(v["ok"], false);
+        assert_eq!(v["error"], "bad \"thing\"\nnext");
+    }
+
+    #[test]
+    fn lines_split_across_reads_and_caps() {
+        let mut b = LineBuffer::default();
+        b.push(b"pi");
+        assert_eq!(b.next_line(), None);
+        b.push(b"ng\r\nstatus\nre");
+        assert_eq!(b.next_line(), Some(Line::Complete(b"ping".to_vec())));
+        assert_eq!(b.next_line(), Some(Line::Complete(b"status".to_vec())));
+        assert_eq!(b.next_line(), None);
+        let mut b = LineBuffer::default();
+        b.push(&vec![b'a'; MAX_LINE]);
+        assert_eq!(b.next_line(), None, "exactly MAX_LINE without newline may still end");
+        b.push(b"\n");
+        assert!(matches!(b.next_line(), Some(Line::Complete(l)) if l.len() == MAX_LINE));
+        b.push(&vec![b'a'; MAX_LINE + 2]);
+        assert_eq!(b.next_line(), Some(Line::TooLong));
+    }
+}

@@ -1,0 +1,3 @@
+//! Pure parsers and encoders for the bytes sources read and write.
+pub mod control;
+pub mod rtnetlink;
