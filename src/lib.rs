@@ -4,5 +4,6 @@ pub mod elements;
 pub mod event;
 pub mod observed;
 pub mod plan;
+pub mod sys;
 pub mod prefix;
 pub mod wire;

@@ -1,3 +1,4 @@
 //! Pure parsers and encoders for the bytes sources read and write.
 pub mod control;
+pub mod netlink;
 pub mod rtnetlink;

@@ -1,0 +1,3 @@
+//! The thin libc edge: everything here is `unsafe` FFI with a safe signature.
+pub mod fd;
+pub mod poll;
