@@ -1,6 +1,7 @@
 pub mod config;
 pub mod diff;
 pub mod elements;
+pub mod nft;
 pub mod event;
 pub mod observed;
 pub mod plan;

@@ -1,0 +1,70 @@
+//! The only users of nftnl/mnl: reading managed sets and sending element batches over one
+//! long-lived `NETLINK_NETFILTER` socket.
+
+mod elems;
+mod socket;
+
+pub use socket::Nft;
+
+use crate::config::Family;
+use std::fmt;
+
+#[derive(Debug)]
+pub enum NftError {
+    /// Opening or configuring the netlink socket failed.
+    Socket { step: &'static str, error: std::io::Error },
+    /// The table or the set does not exist.
+    Missing { set: String },
+    /// The set exists but its key is not what the config needs.
+    WrongType { set: String, expected: &'static str, found: String },
+    /// The kernel refused a request or a batch; the batch was rolled back whole.
+    Rejected { set: Option<String>, op: &'static str, errno: i32, message: Option<String> },
+    /// No complete answer came back (timeout, `ENOBUFS`, truncated reply): outcome unknown.
+    NoAnswer { step: &'static str, detail: String },
+}
+
+impl NftError {
+    /// `EEXIST`/`ENOENT`: our picture of the set was wrong; re-read it and try again.
+    pub fn is_stale_view(&self) -> bool {
+        matches!(self, NftError::Rejected { errno, .. } if *errno == libc::EEXIST || *errno == libc::ENOENT)
+            || matches!(self, NftError::NoAnswer { .. })
+    }
+}
+
+impl fmt::Display for NftError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NftError::Socket { step, error } => write!(f, "nftables socket: {step}: {error}"),
+            NftError::Missing { set } => write!(f, "set {set} does not exist"),
+            NftError::WrongType { set, expected, found } => {
+                write!(f, "set {set} is {found}, expected `{expected}`")
+            }
+            NftError::Rejected { set, op, errno, message } => {
+                let err = std::io::Error::from_raw_os_error(*errno);
+                match set {
+                    Some(s) => write!(f, "{op} on set {s}: {err}")?,
+                    None => write!(f, "{op}: {err}")?,
+                }
+                if let Some(m) = message {
+                    write!(f, " ({m})")?;
+                }
+                Ok(())
+            }
+            NftError::NoAnswer { step, detail } => write!(f, "{step}: no complete answer from the kernel: {detail}"),
+        }
+    }
+}
+
+impl std::error::Error for NftError {}
+
+/// nf_tables family numbers (`NFPROTO_*`).
+fn family_number(f: Family) -> u16 {
+    match f {
+        Family::Inet => 1,
+        Family::Ip => 2,
+        Family::Arp => 3,
+        Family::Netdev => 5,
+        Family::Bridge => 7,
+        Family::Ip6 => 10,
+    }
+}
