@@ -1,4 +1,5 @@
 pub mod config;
+pub mod daemon;
 pub mod diff;
 pub mod elements;
 pub mod nft;
@@ -8,3 +9,6 @@ pub mod plan;
 pub mod sys;
 pub mod prefix;
 pub mod wire;
+pub mod event_loop;
+pub mod logging;
+pub mod sources;

@@ -3,7 +3,7 @@
 //! Request: a command word and optional arguments, e.g. `status`. Reply:
 //! `{"ok":true,"result":...}` or `{"ok":false,"error":"..."}`.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// The longest request line accepted (bytes, without the newline).
 pub const MAX_LINE: usize = 4096;
@@ -53,16 +53,13 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
     Ok(request)
 }
 
+/// Written by hand so `ok` comes first, as documented (serde_json sorts object keys).
 pub fn reply_ok(result: Value) -> String {
-    let mut s = json!({ "ok": true, "result": result }).to_string();
-    s.push('\n');
-    s
+    format!("{{\"ok\":true,\"result\":{result}}}\n")
 }
 
 pub fn reply_err(error: &str) -> String {
-    let mut s = json!({ "ok": false, "error": error }).to_string();
-    s.push('\n');
-    s
+    format!("{{\"ok\":false,\"error\":{}}}\n", Value::String(error.to_string()))
 }
 
 /// Accumulates bytes from a client and yields complete lines.
@@ -112,6 +109,7 @@ impl LineBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn parses_commands() {

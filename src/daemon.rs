@@ -1,0 +1,353 @@
+//! The daemon's state between turns and what a turn does: apply events, answer control
+//! requests, and reconcile once (plan -> diff -> at most one nftables batch).
+
+use crate::config::{Config, OnExit};
+use crate::diff::{self, Applied, SetChange};
+use crate::elements::{SetId, SetKind};
+use crate::event::{Event, SignalKind};
+use crate::event_loop::{Handler, Outgoing};
+use crate::nft::{Nft, NftError};
+use crate::observed::Observed;
+use crate::plan::{self, managed_sets, Desired};
+use crate::wire::control::{reply_err, reply_ok, Request, COMMANDS};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Whether a managed set could be read and written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Health {
+    Ok,
+    Missing(String),
+    Error(String),
+}
+
+/// How a config is (re)loaded: the daemon knows only the path and the CLI overrides.
+pub struct ConfigSource {
+    pub path: PathBuf,
+    /// `--log-level` wins over the file.
+    pub log_level_override: Option<log::LevelFilter>,
+}
+
+pub struct Daemon {
+    config: Config,
+    source: ConfigSource,
+    nft: Nft,
+    observed: Observed,
+    applied: Applied,
+    health: BTreeMap<SetId, Health>,
+    started: Instant,
+    last_error: Option<String>,
+    pub reloads: u64,
+}
+
+impl Daemon {
+    /// Reads every managed set; the first reconcile waits for the first rtnetlink dump.
+    pub fn new(config: Config, source: ConfigSource, nft: Nft) -> Daemon {
+        let mut d = Daemon {
+            config,
+            source,
+            nft,
+            observed: Observed::default(),
+            applied: Applied::new(),
+            health: BTreeMap::new(),
+            started: Instant::now(),
+            last_error: None,
+            reloads: 0,
+        };
+        d.refresh_all_sets();
+        d
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn set_health(&mut self, set: &SetId, health: Health) {
+        let previous = self.health.insert(set.clone(), health.clone());
+        if previous.as_ref() == Some(&health) {
+            return; // logged once, not on every retry
+        }
+        match &health {
+            Health::Ok if previous.is_some() => log::info!("set {set} is usable again"),
+            Health::Ok => {}
+            Health::Missing(m) | Health::Error(m) => {
+                log::warn!("{m}; it is skipped until `resync` or reload");
+                self.last_error = Some(m.clone());
+            }
+        }
+    }
+
+    /// Re-reads one managed set into `applied` (the kernel is the truth).
+    fn refresh_set(&mut self, set: &SetId) {
+        match self.nft.read_set(set) {
+            Ok(elems) => {
+                self.applied.insert(set.clone(), elems);
+                self.set_health(set, Health::Ok);
+            }
+            Err(e @ NftError::Missing { .. }) => {
+                self.applied.remove(set);
+                let hint = format!("{e} (declare it: `set {} {{ {}; }}`)", set.name, set.kind.declaration());
+                self.set_health(set, Health::Missing(hint));
+            }
+            Err(e) => {
+                self.applied.remove(set);
+                self.set_health(set, Health::Error(e.to_string()));
+            }
+        }
+    }
+
+    fn refresh_all_sets(&mut self) {
+        let managed: Vec<SetId> = managed_sets(&self.config).into_iter().map(|(_, s)| s).collect();
+        // Sets dropped from the config keep their applied entry so diff can empty them.
+        for set in &managed {
+            self.refresh_set(set);
+        }
+        self.health.retain(|s, _| managed.contains(s));
+    }
+
+    fn desired(&self) -> Desired {
+        plan::plan(&self.config, &self.observed)
+    }
+
+    /// One reconcile: at most one batch (plus one retry after re-reading on a stale view).
+    fn reconcile(&mut self) {
+        if !self.observed.net_ready {
+            return;
+        }
+        let desired = self.desired();
+        let changes = diff::diff(&desired, &self.applied);
+        if changes.is_empty() {
+            return;
+        }
+        match self.nft.apply(&changes) {
+            Ok(()) => self.applied_ok(&desired, &changes),
+            Err(e) => {
+                log::warn!("nftables refused the update: {e}; re-reading the sets and retrying once");
+                let touched: Vec<SetId> = changes.iter().map(|c| c.set.clone()).collect();
+                for set in &touched {
+                    if desired.contains_key(set) {
+                        self.refresh_set(set);
+                    } else if let Ok(elems) = self.nft.read_set(set) {
+                        self.applied.insert(set.clone(), elems);
+                    } else {
+                        self.applied.remove(set);
+                    }
+                }
+                let retry = diff::diff(&desired, &self.applied);
+                if retry.is_empty() {
+                    return;
+                }
+                match self.nft.apply(&retry) {
+                    Ok(()) => self.applied_ok(&desired, &retry),
+                    Err(e) => {
+                        let msg = e.to_string();
+                        log::error!("nftables refused the update again: {msg}");
+                        if let NftError::Rejected { set: Some(name), .. } = &e {
+                            if let Some(set) = retry.iter().map(|c| &c.set).find(|s| s.to_string() == *name).cloned() {
+                                self.applied.remove(&set);
+                                self.set_health(&set, Health::Error(msg.clone()));
+                            }
+                        }
+                        self.last_error = Some(msg);
+                    }
+                }
+            }
+        }
+    }
+
+    fn applied_ok(&mut self, desired: &Desired, changes: &[SetChange]) {
+        for c in changes {
+            log::info!("{}: {}", c.set, describe(c));
+        }
+        diff::record(&mut self.applied, desired, changes);
+    }
+
+    fn reload(&mut self) -> Result<(), String> {
+        let config = Config::load(&self.source.path).map_err(|e| e.to_string())?;
+        if config.control != self.config.control {
+            log::warn!("control socket settings changed; they take effect at the next restart");
+        }
+        for w in &config.warnings {
+            log::warn!("{w}");
+        }
+        self.config = config;
+        set_log_level(&self.config, &self.source);
+        self.reloads += 1;
+        self.refresh_all_sets();
+        log::info!("reloaded {}", self.source.path.display());
+        Ok(())
+    }
+
+    /// `on_exit: flush` empties every managed set before stopping.
+    fn stop(&mut self) {
+        if self.config.nftables.on_exit == OnExit::Flush {
+            let changes = diff::flush_all(&self.applied);
+            match self.nft.apply(&changes) {
+                Ok(()) => log::info!("flushed {} managed set(s)", changes.len()),
+                Err(e) => log::error!("flush at exit failed: {e}"),
+            }
+        }
+        log::info!("stopping");
+    }
+
+    fn answer(&mut self, request: Request) -> String {
+        match request {
+            Request::Ping => reply_ok(json!("pong")),
+            Request::Status => reply_ok(self.status()),
+            Request::Sets => reply_ok(self.sets()),
+            Request::Help => reply_ok(COMMANDS.iter().map(|(c, d)| json!({"command": c, "does": d})).collect()),
+            // Reload and resync ran before the reconcile (see `handle`); here only the reply.
+            Request::Reload | Request::Resync => reply_ok(json!("done")),
+        }
+    }
+
+    pub fn status(&self) -> Value {
+        let mut zones = serde_json::Map::new();
+        let managed = managed_sets(&self.config);
+        for zone in self.config.zone_names() {
+            let interfaces: Vec<Value> = self
+                .config
+                .zone_interfaces(&zone)
+                .iter()
+                .map(|name| {
+                    let link = self.observed.links_named(name).next();
+                    let addrs: Vec<String> = link
+                        .map(|l| self.observed.addresses_of(l.index).map(|a| a.prefix.to_string()).collect())
+                        .unwrap_or_default();
+                    json!({
+                        "name": name,
+                        "present": link.is_some(),
+                        "up": link.is_some_and(|l| l.up),
+                        "ifindex": link.map(|l| l.index),
+                        "addresses": addrs,
+                    })
+                })
+                .collect();
+            let sets: Vec<Value> = managed
+                .iter()
+                .filter(|(z, _)| *z == zone)
+                .map(|(_, s)| self.set_json(s, false))
+                .collect();
+            zones.insert(zone, json!({ "interfaces": interfaces, "sets": sets }));
+        }
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "uptime_s": self.started.elapsed().as_secs(),
+            "config": self.source.path.display().to_string(),
+            "ready": self.observed.net_ready,
+            "zones": zones,
+            "nft_batches": self.nft.batches_sent,
+            "reloads": self.reloads,
+            "last_error": self.last_error,
+        })
+    }
+
+    fn set_json(&self, set: &SetId, with_elements: bool) -> Value {
+        let (health, error) = match self.health.get(set) {
+            Some(Health::Ok) => ("ok", None),
+            Some(Health::Missing(m)) => ("missing", Some(m.clone())),
+            Some(Health::Error(m)) => ("error", Some(m.clone())),
+            None => ("unknown", None),
+        };
+        let elems = self.applied.get(set);
+        let mut v = json!({
+            "set": set.to_string(),
+            "type": kind_name(set.kind),
+            "elements": elems.map(|e| e.len()).unwrap_or(0),
+            "health": health,
+        });
+        if let Some(e) = error {
+            v["error"] = json!(e);
+        }
+        if with_elements {
+            v["elements"] = json!(elems.map(|e| e.iter().map(|x| x.to_string()).collect::<Vec<_>>()).unwrap_or_default());
+        }
+        v
+    }
+
+    pub fn sets(&self) -> Value {
+        managed_sets(&self.config)
+            .iter()
+            .map(|(zone, s)| {
+                let mut v = self.set_json(s, true);
+                v["zone"] = json!(zone);
+                v
+            })
+            .collect()
+    }
+}
+
+fn kind_name(k: SetKind) -> &'static str {
+    match k {
+        SetKind::Ipv4Addr => "ipv4_addr",
+        SetKind::Ipv6Addr => "ipv6_addr",
+        SetKind::Ipv4Net => "ipv4_addr interval",
+        SetKind::Ipv6Net => "ipv6_addr interval",
+    }
+}
+
+/// "+192.0.2.1 -192.0.2.7", or counts when the change is large.
+fn describe(c: &SetChange) -> String {
+    if c.len() > 8 {
+        return format!("+{} -{} elements", c.add.len(), c.del.len());
+    }
+    let mut parts: Vec<String> = c.add.iter().map(|e| format!("+{e}")).collect();
+    parts.extend(c.del.iter().map(|e| format!("-{e}")));
+    parts.join(" ")
+}
+
+pub fn set_log_level(config: &Config, source: &ConfigSource) {
+    log::set_max_level(source.log_level_override.unwrap_or(config.log.level.to_filter()));
+}
+
+impl Handler for Daemon {
+    fn handle(&mut self, events: Vec<Event>) -> (Vec<Outgoing>, bool) {
+        let mut out = Vec::new();
+        let mut requests = Vec::new();
+        let mut stop = false;
+        for ev in events {
+            match ev {
+                Event::Signal(SignalKind::Stop) => stop = true,
+                Event::Signal(SignalKind::Reload) => {
+                    if let Err(e) = self.reload() {
+                        log::error!("reload failed, keeping the running config: {e}");
+                        self.last_error = Some(e);
+                    }
+                }
+                Event::Signal(SignalKind::Child) => {
+                    crate::sys::fd::reap_children();
+                }
+                Event::Control { client, request: Request::Reload } => match self.reload() {
+                    Ok(()) => requests.push((client, Request::Reload)),
+                    Err(e) => {
+                        log::error!("reload failed, keeping the running config: {e}");
+                        self.last_error = Some(e.clone());
+                        out.push(Outgoing::Reply { client, line: reply_err(&e) });
+                    }
+                },
+                Event::Control { client, request: Request::Resync } => {
+                    self.refresh_all_sets();
+                    out.push(Outgoing::NetResync);
+                    requests.push((client, Request::Resync));
+                }
+                Event::Control { client, request } => requests.push((client, request)),
+                Event::NetResyncing => {}
+                net => {
+                    self.observed.apply(&net);
+                }
+            }
+        }
+        self.reconcile();
+        for (client, request) in requests {
+            let line = self.answer(request);
+            out.push(Outgoing::Reply { client, line });
+        }
+        if stop {
+            self.stop();
+        }
+        (out, stop)
+    }
+}

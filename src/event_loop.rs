@@ -1,0 +1,93 @@
+//! The poll loop: sources own fds and deadlines, the daemon turns a turn's events into at
+//! most one reconcile. With nothing pending it sleeps in `poll(-1)`.
+
+use crate::event::Event;
+use crate::sys::poll::{poll, PollFd};
+use std::os::unix::io::RawFd;
+use std::time::Instant;
+
+/// What the daemon sends back to sources after a turn.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outgoing {
+    /// One reply line for a control client.
+    Reply { client: u64, line: String },
+    /// Dump links and addresses again.
+    NetResync,
+}
+
+/// One input of the loop: owns its fds, turns readiness into events.
+pub trait Source {
+    /// The fds to poll now, with the poll events wanted for each.
+    fn interests(&self, out: &mut Vec<(RawFd, i16)>);
+    /// The earliest time this source must run even without I/O.
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
+    /// `fd` is ready with `revents`. Bounded work: a noisy source must not starve others.
+    fn ready(&mut self, fd: RawFd, revents: i16, now: Instant, events: &mut Vec<Event>);
+    /// The deadline passed.
+    fn expired(&mut self, _now: Instant, _events: &mut Vec<Event>) {}
+    /// Something the daemon sends out; most sources ignore most messages.
+    fn deliver(&mut self, _msg: &Outgoing) {}
+}
+
+/// Consumes a turn's events.
+pub trait Handler {
+    /// Handles every event of one turn; returns messages for sources and whether to stop.
+    fn handle(&mut self, events: Vec<Event>) -> (Vec<Outgoing>, bool);
+}
+
+#[derive(Debug)]
+pub struct LoopError(pub std::io::Error);
+
+impl std::fmt::Display for LoopError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "poll failed: {}", self.0)
+    }
+}
+
+/// Runs until the handler says stop.
+pub fn run(sources: &mut [Box<dyn Source>], handler: &mut dyn Handler) -> Result<(), LoopError> {
+    let mut wanted: Vec<(RawFd, i16)> = Vec::new();
+    let mut owners: Vec<usize> = Vec::new();
+    let mut fds: Vec<PollFd> = Vec::new();
+    let mut events: Vec<Event> = Vec::new();
+    loop {
+        fds.clear();
+        owners.clear();
+        for (i, s) in sources.iter().enumerate() {
+            wanted.clear();
+            s.interests(&mut wanted);
+            for &(fd, ev) in &wanted {
+                fds.push(PollFd { fd, events: ev, revents: 0 });
+                owners.push(i);
+            }
+        }
+        let deadline = sources.iter().filter_map(|s| s.deadline()).min();
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        poll(&mut fds, timeout).map_err(LoopError)?;
+        let now = Instant::now();
+        for (pfd, &owner) in fds.iter().zip(&owners) {
+            if pfd.revents != 0 {
+                sources[owner].ready(pfd.fd, pfd.revents, now, &mut events);
+            }
+        }
+        for s in sources.iter_mut() {
+            if s.deadline().is_some_and(|d| d <= now) {
+                s.expired(now, &mut events);
+            }
+        }
+        if events.is_empty() {
+            continue;
+        }
+        let (out, stop) = handler.handle(std::mem::take(&mut events));
+        for msg in &out {
+            for s in sources.iter_mut() {
+                s.deliver(msg);
+            }
+        }
+        if stop {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! Control socket: a unix stream listener and non-blocking clients. A request line becomes
+//! an `Event::Control`; the daemon's reply comes back through `deliver`.
+//!
+//! Limits keep a slow, idle or hostile client from hurting anyone else: lines of at most
+//! 4 KiB, at most 64 clients, idle clients dropped after 10 s, unread replies capped.
+
+use crate::event::Event;
+use crate::event_loop::{Outgoing, Source};
+use crate::sys::fd::{peer_cred, PeerCred};
+use crate::sys::poll::{POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT};
+use crate::wire::control::{parse_request, reply_err, Line, LineBuffer};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::io::{AsRawFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub const MAX_CLIENTS: usize = 64;
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client that leaves this much of our output unread is dropped.
+const MAX_PENDING_OUTPUT: usize = 1 << 20;
+const READ_BUDGET: usize = 16;
+
+#[derive(Debug)]
+pub enum ControlError {
+    AlreadyRunning { path: PathBuf },
+    Bind { path: PathBuf, error: io::Error },
+    Permissions { path: PathBuf, error: io::Error },
+    UnknownGroup { group: String },
+}
+
+impl fmt::Display for ControlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ControlError::AlreadyRunning { path } => {
+                write!(f, "control socket {}: another netmgrd answers there", path.display())
+            }
+            ControlError::Bind { path, error } => write!(f, "control socket {}: {error}", path.display()),
+            ControlError::Permissions { path, error } => {
+                write!(f, "control socket {}: cannot set mode/group: {error}", path.display())
+            }
+            ControlError::UnknownGroup { group } => write!(f, "control.group `{group}` is not in /etc/group"),
+        }
+    }
+}
+
+impl std::error::Error for ControlError {}
+
+struct Client {
+    stream: UnixStream,
+    input: LineBuffer,
+    output: Vec<u8>,
+    idle_deadline: Instant,
+    /// Close once the output is flushed (after an oversized line, a refusal, or EOF).
+    closing: bool,
+}
+
+pub struct ControlSource {
+    listener: UnixListener,
+    path: PathBuf,
+    allowed_gid: Option<u32>,
+    clients: BTreeMap<u64, Client>,
+    next_id: u64,
+}
+
+/// Looks a group up in /etc/group (no NSS: routers keep groups there).
+pub fn group_id(name: &str) -> Option<u32> {
+    if let Ok(gid) = name.parse::<u32>() {
+        return Some(gid);
+    }
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next() == Some(name)).then(|| f.nth(1).and_then(|g| g.parse().ok())).flatten()
+    })
+}
+
+fn supplementary_groups(pid: i32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Groups:"))
+                .map(|g| g.split_whitespace().filter_map(|x| x.parse().ok()).collect())
+        })
+        .unwrap_or_default()
+}
+
+impl ControlSource {
+    pub fn bind(path: &Path, mode: u32, group: Option<&str>) -> Result<ControlSource, ControlError> {
+        let allowed_gid = match group {
+            Some(g) => Some(group_id(g).ok_or_else(|| ControlError::UnknownGroup { group: g.to_string() })?),
+            None => None,
+        };
+        if path.exists() {
+            if UnixStream::connect(path).is_ok() {
+                return Err(ControlError::AlreadyRunning { path: path.to_path_buf() });
+            }
+            // A stale socket from a crashed instance.
+            let _ = std::fs::remove_file(path);
+        }
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let listener =
+            UnixListener::bind(path).map_err(|error| ControlError::Bind { path: path.to_path_buf(), error })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|error| ControlError::Bind { path: path.to_path_buf(), error })?;
+        let perm_err = |error| ControlError::Permissions { path: path.to_path_buf(), error };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(perm_err)?;
+        if let Some(gid) = allowed_gid {
+            std::os::unix::fs::chown(path, None, Some(gid)).map_err(perm_err)?;
+        }
+        Ok(ControlSource { listener, path: path.to_path_buf(), allowed_gid, clients: BTreeMap::new(), next_id: 1 })
+    }
+
+    fn authorized(&self, cred: &PeerCred) -> bool {
+        cred.uid == 0
+            || self.allowed_gid.is_some_and(|g| cred.gid == g || supplementary_groups(cred.pid).contains(&g))
+    }
+
+    fn accept_all(&mut self, now: Instant) {
+        for _ in 0..READ_BUDGET {
+            let stream = match self.listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    log::warn!("control: accept: {e}");
+                    return;
+                }
+            };
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let mut client = Client {
+                stream,
+                input: LineBuffer::default(),
+                output: Vec::new(),
+                idle_deadline: now + IDLE_TIMEOUT,
+                closing: false,
+            };
+            let refusal = match peer_cred(client.stream.as_raw_fd()) {
+                _ if self.clients.len() >= MAX_CLIENTS => Some("too many clients; try again later"),
+                Ok(cred) if self.authorized(&cred) => None,
+                Ok(_) => Some("permission denied: root or the control group only"),
+                Err(_) => Some("permission denied: cannot read peer credentials"),
+            };
+            if let Some(reason) = refusal {
+                client.output.extend_from_slice(reply_err(reason).as_bytes());
+                client.closing = true;
+                // Best effort: a refused client gets one write, never a slot.
+                let _ = client.stream.write(&client.output);
+                continue;
+            }
+            let id = self.next_id;
+            self.next_id += 1;
+            self.clients.insert(id, client);
+        }
+    }
+
+    fn read_client(&mut self, id: u64, now: Instant, events: &mut Vec<Event>) {
+        let Some(c) = self.clients.get_mut(&id) else { return };
+        let mut chunk = [0u8; 4096];
+        let mut eof = false;
+        for _ in 0..READ_BUDGET {
+            match c.stream.read(&mut chunk) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => {
+                    c.idle_deadline = now + IDLE_TIMEOUT;
+                    if !c.closing {
+                        c.input.push(&chunk[..n]);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    eof = true;
+                    break;
+                }
+            }
+            // Stop reading a client that floods us with lines while replies pile up.
+            if c.output.len() > MAX_PENDING_OUTPUT {
+                break;
+            }
+        }
+        while !c.closing {
+            match c.input.next_line() {
+                Some(Line::Complete(line)) => match parse_request(&line) {
+                    Ok(request) => events.push(Event::Control { client: id, request }),
+                    Err(e) => c.output.extend_from_slice(reply_err(&e).as_bytes()),
+                },
+                Some(Line::TooLong) => {
+                    c.output.extend_from_slice(reply_err("request line longer than 4096 bytes").as_bytes());
+                    c.closing = true;
+                }
+                None => break,
+            }
+        }
+        if eof {
+            c.closing = true;
+        }
+        self.flush(id);
+    }
+
+    /// Writes what the socket takes now; closes finished or overflowing clients.
+    fn flush(&mut self, id: u64) {
+        let Some(c) = self.clients.get_mut(&id) else { return };
+        while !c.output.is_empty() {
+            match c.stream.write(&c.output) {
+                Ok(0) => break,
+                Ok(n) => {
+                    c.output.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    c.output.clear();
+                    c.closing = true;
+                    break;
+                }
+            }
+        }
+        if (c.closing && c.output.is_empty()) || c.output.len() > MAX_PENDING_OUTPUT {
+            self.clients.remove(&id);
+        }
+    }
+
+    pub fn client_count(&self) -> usize {
+        self.clients.len()
+    }
+}
+
+impl Drop for ControlSource {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Source for ControlSource {
+    fn interests(&self, out: &mut Vec<(RawFd, i16)>) {
+        out.push((self.listener.as_raw_fd(), POLLIN));
+        for c in self.clients.values() {
+            let mut ev = 0;
+            if !c.closing {
+                ev |= POLLIN;
+            }
+            if !c.output.is_empty() {
+                ev |= POLLOUT;
+            }
+            out.push((c.stream.as_raw_fd(), ev));
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.clients.values().map(|c| c.idle_deadline).min()
+    }
+
+    fn ready(&mut self, fd: RawFd, revents: i16, now: Instant, events: &mut Vec<Event>) {
+        if fd == self.listener.as_raw_fd() {
+            self.accept_all(now);
+            return;
+        }
+        let Some(id) = self.clients.iter().find(|(_, c)| c.stream.as_raw_fd() == fd).map(|(id, _)| *id) else {
+            return;
+        };
+        if revents & POLLNVAL != 0 {
+            self.clients.remove(&id);
+            return;
+        }
+        if revents & (POLLIN | POLLHUP | POLLERR) != 0 {
+            self.read_client(id, now, events);
+        }
+        if revents & POLLOUT != 0 {
+            self.flush(id);
+        }
+    }
+
+    fn expired(&mut self, now: Instant, _events: &mut Vec<Event>) {
+        let before = self.clients.len();
+        self.clients.retain(|_, c| c.idle_deadline > now);
+        let dropped = before - self.clients.len();
+        if dropped > 0 {
+            log::debug!("control: dropped {dropped} idle client(s)");
+        }
+    }
+
+    fn deliver(&mut self, msg: &Outgoing) {
+        if let Outgoing::Reply { client, line } = msg {
+            if let Some(c) = self.clients.get_mut(client) {
+                c.output.extend_from_slice(line.as_bytes());
+                self.flush(*client);
+            }
+        }
+    }
+}

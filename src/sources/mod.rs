@@ -1,0 +1,4 @@
+//! Sources: one fd (or a few) each, bytes in, `Event`s out. They never touch nftables.
+pub mod control;
+pub mod rtnetlink;
+pub mod signals;
