@@ -132,9 +132,7 @@ pub fn check_nft_name(name: &str) -> Result<(), String> {
     if first_ok && rest_ok && name.len() <= 255 {
         Ok(())
     } else {
-        Err(format!(
-            "`{name}` is not a valid nftables name (a letter, then letters, digits, _ - .)"
-        ))
+        Err(format!("`{name}` is not a valid nftables name (a letter, then letters, digits, _ - .)"))
     }
 }
 
@@ -365,7 +363,8 @@ impl Config {
             message,
         };
         // An empty file (or one with only comments) is a valid, empty config.
-        let raw: RawConfig = if text.trim().lines().all(|l| l.trim().is_empty() || l.trim().starts_with('#')) {
+        let raw: RawConfig = if text.trim().lines().all(|l| l.trim().is_empty() || l.trim().starts_with('#'))
+        {
             RawConfig::default()
         } else {
             serde_yaml::from_str(text).map_err(|e| {
@@ -381,7 +380,8 @@ impl Config {
             warnings.push("`nftables_rules_path` (rust-network-mgr) is ignored".to_string());
         }
         if raw.http_bind_addr.is_some() {
-            warnings.push("`http_bind_addr` (rust-network-mgr) is ignored: use the control socket".to_string());
+            warnings
+                .push("`http_bind_addr` (rust-network-mgr) is ignored: use the control socket".to_string());
         }
         let control = match (raw.control, raw.socket_path) {
             (Some(c), _) => c,
@@ -394,7 +394,11 @@ impl Config {
         for (i, iface) in raw.interfaces.iter().enumerate() {
             if iface.name.is_empty() || iface.name.len() > 15 || iface.name.contains(['/', ' ']) {
                 let (line, column) = locate(text, &iface.name, 0);
-                return Err(parse_error(line, column, format!("`{}` is not a valid interface name", iface.name)));
+                return Err(parse_error(
+                    line,
+                    column,
+                    format!("`{}` is not a valid interface name", iface.name),
+                ));
             }
             if let Some(first) = seen.insert(iface.name.clone(), i) {
                 let _ = first;
@@ -421,7 +425,12 @@ impl Config {
         let mut owners: BTreeMap<(TableRef, String), String> = BTreeMap::new();
         for zone in config.zone_names() {
             let sets = config.zone_sets(&zone);
-            let names = [Some(&sets.ipv4_set), Some(&sets.ipv6_set), sets.networks4_set.as_ref(), sets.networks6_set.as_ref()];
+            let names = [
+                Some(&sets.ipv4_set),
+                Some(&sets.ipv6_set),
+                sets.networks4_set.as_ref(),
+                sets.networks6_set.as_ref(),
+            ];
             for name in names.into_iter().flatten() {
                 if let Some(other) = owners.insert((sets.table.clone(), name.clone()), zone.clone()) {
                     if other != zone {
@@ -429,7 +438,10 @@ impl Config {
                         return Err(parse_error(
                             line,
                             column,
-                            format!("set `{name}` in table `{}` is used by zones `{other}` and `{zone}`", sets.table),
+                            format!(
+                                "set `{name}` in table `{}` is used by zones `{other}` and `{zone}`",
+                                sets.table
+                            ),
                         ));
                     }
                 }
@@ -484,12 +496,8 @@ fn clean_message(message: &str) -> String {
     let mut out = base.to_string();
     if let Some(rest) = base.split_once("unknown field `").map(|(_, r)| r) {
         if let Some((field, expected)) = rest.split_once('`') {
-            let best = expected
-                .split('`')
-                .skip(1)
-                .step_by(2)
-                .map(|cand| (edit_distance(field, cand), cand))
-                .min();
+            let best =
+                expected.split('`').skip(1).step_by(2).map(|cand| (edit_distance(field, cand), cand)).min();
             if let Some((d, cand)) = best {
                 if d <= 2 {
                     out.push_str(&format!(" (did you mean `{cand}`?)"));
@@ -541,7 +549,9 @@ fn locate(text: &str, needle: &str, nth: usize) -> (usize, usize) {
             let col = start + pos;
             let before = code[..col].chars().next_back();
             let after = code[col + needle.len()..].chars().next();
-            let boundary = |c: Option<char>| c.is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '-' || c == '.'));
+            let boundary = |c: Option<char>| {
+                c.is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '-' || c == '.'))
+            };
             if boundary(before) && boundary(after) {
                 if found == nth {
                     return (ln + 1, col + 1);
@@ -608,7 +618,10 @@ mod tests {
     #[test]
     fn unknown_key_is_located_with_suggestion() {
         let e = err("interfaces:\n  - name: eth0\n    nftables_zon: wan\n");
-        assert!(e.starts_with("/etc/netmgrd/config.yaml:3:5: interfaces[0]: unknown field `nftables_zon`"), "{e}");
+        assert!(
+            e.starts_with("/etc/netmgrd/config.yaml:3:5: interfaces[0]: unknown field `nftables_zon`"),
+            "{e}"
+        );
         assert!(e.contains("did you mean `nftables_zone`"), "{e}");
     }
 

@@ -145,7 +145,9 @@ impl Daemon {
                         let msg = e.to_string();
                         log::error!("nftables refused the update again: {msg}");
                         if let NftError::Rejected { set: Some(name), .. } = &e {
-                            if let Some(set) = retry.iter().map(|c| &c.set).find(|s| s.to_string() == *name).cloned() {
+                            if let Some(set) =
+                                retry.iter().map(|c| &c.set).find(|s| s.to_string() == *name).cloned()
+                            {
                                 self.applied.remove(&set);
                                 self.set_health(&set, Health::Error(msg.clone()));
                             }
@@ -197,7 +199,9 @@ impl Daemon {
             Request::Ping => reply_ok(json!("pong")),
             Request::Status => reply_ok(self.status()),
             Request::Sets => reply_ok(self.sets()),
-            Request::Help => reply_ok(COMMANDS.iter().map(|(c, d)| json!({"command": c, "does": d})).collect()),
+            Request::Help => {
+                reply_ok(COMMANDS.iter().map(|(c, d)| json!({"command": c, "does": d})).collect())
+            }
             // Reload and resync ran before the reconcile (see `handle`); here only the reply.
             Request::Reload | Request::Resync => reply_ok(json!("done")),
         }
@@ -225,11 +229,8 @@ impl Daemon {
                     })
                 })
                 .collect();
-            let sets: Vec<Value> = managed
-                .iter()
-                .filter(|(z, _)| *z == zone)
-                .map(|(_, s)| self.set_json(s, false))
-                .collect();
+            let sets: Vec<Value> =
+                managed.iter().filter(|(z, _)| *z == zone).map(|(_, s)| self.set_json(s, false)).collect();
             zones.insert(zone, json!({ "interfaces": interfaces, "sets": sets }));
         }
         json!({
@@ -263,7 +264,8 @@ impl Daemon {
             v["error"] = json!(e);
         }
         if with_elements {
-            v["elements"] = json!(elems.map(|e| e.iter().map(|x| x.to_string()).collect::<Vec<_>>()).unwrap_or_default());
+            v["elements"] =
+                json!(elems.map(|e| e.iter().map(|x| x.to_string()).collect::<Vec<_>>()).unwrap_or_default());
         }
         v
     }

@@ -91,8 +91,10 @@ mod tests {
 
     #[test]
     fn missing_sets_get_no_change_and_dropped_sets_are_emptied() {
-        let desired: Desired = [(set("present"), elems(&["192.0.2.1"])), (set("missing"), elems(&["192.0.2.2"]))].into();
-        let mut applied: Applied = [(set("present"), elems(&[])), (set("old"), elems(&["198.51.100.1"]))].into();
+        let desired: Desired =
+            [(set("present"), elems(&["192.0.2.1"])), (set("missing"), elems(&["192.0.2.2"]))].into();
+        let mut applied: Applied =
+            [(set("present"), elems(&[])), (set("old"), elems(&["198.51.100.1"]))].into();
         let changes = diff(&desired, &applied);
         assert_eq!(changes.len(), 2);
         assert!(changes.iter().all(|c| c.set.name != "missing"));

@@ -33,15 +33,23 @@ pub enum SignalKind {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
     /// A complete rtnetlink dump: replaces every link and address known before.
-    NetSnapshot { links: Vec<Link>, addrs: Vec<Address> },
+    NetSnapshot {
+        links: Vec<Link>,
+        addrs: Vec<Address>,
+    },
     /// A link appeared or changed (name, up/down).
     LinkChanged(Link),
-    LinkRemoved { index: u32 },
+    LinkRemoved {
+        index: u32,
+    },
     AddrAdded(Address),
     AddrRemoved(Address),
     /// The rtnetlink source lost events (`ENOBUFS`) and is dumping again.
     NetResyncing,
     /// One request line from a control-socket client.
-    Control { client: u64, request: Request },
+    Control {
+        client: u64,
+        request: Request,
+    },
     Signal(SignalKind),
 }

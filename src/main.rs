@@ -124,7 +124,12 @@ fn check(args: Args) -> ExitCode {
             for w in &c.warnings {
                 eprintln!("{}: warning: {w}", path.display());
             }
-            println!("{}: ok ({} zone(s), {} interface(s))", path.display(), c.zone_names().len(), c.interfaces.len());
+            println!(
+                "{}: ok ({} zone(s), {} interface(s))",
+                path.display(),
+                c.zone_names().len(),
+                c.interfaces.len()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -168,11 +173,16 @@ fn run(args: Args) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail("cannot open rtnetlink", &e),
     };
-    let control = match ControlSource::bind(&config.control.socket, config.control.mode, config.control.group.as_deref()) {
+    let control = match ControlSource::bind(
+        &config.control.socket,
+        config.control.mode,
+        config.control.group.as_deref(),
+    ) {
         Ok(c) => c,
         Err(e) => return fail("cannot start", &e),
     };
-    let source = ConfigSource { path: path.clone(), log_level_override: args.log_level.map(|l| l.to_filter()) };
+    let source =
+        ConfigSource { path: path.clone(), log_level_override: args.log_level.map(|l| l.to_filter()) };
     set_log_level(&config, &source);
     log::info!(
         "netmgrd {} started: config {}, control {}",
@@ -241,7 +251,10 @@ fn ctl_request(socket: &Path, request: &str) -> std::io::Result<String> {
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line)?;
     if line.is_empty() {
-        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed without a reply"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "connection closed without a reply",
+        ));
     }
     Ok(line.trim_end().to_string())
 }
@@ -268,8 +281,13 @@ fn render(command: &str, r: &Value) -> String {
                             (Some(true), _) => "down",
                             _ => "absent",
                         };
-                        let addrs: Vec<String> = i["addresses"].as_array().into_iter().flatten().map(s).collect();
-                        out.push_str(&format!("  interface {}: {state} {}\n", s(&i["name"]), addrs.join(" ")));
+                        let addrs: Vec<String> =
+                            i["addresses"].as_array().into_iter().flatten().map(s).collect();
+                        out.push_str(&format!(
+                            "  interface {}: {state} {}\n",
+                            s(&i["name"]),
+                            addrs.join(" ")
+                        ));
                     }
                     for set in z["sets"].as_array().into_iter().flatten() {
                         out.push_str(&format!(
@@ -297,7 +315,13 @@ fn render(command: &str, r: &Value) -> String {
             .flatten()
             .map(|set| {
                 let elems: Vec<String> = set["elements"].as_array().into_iter().flatten().map(s).collect();
-                format!("{} (zone {}, {}): {}", s(&set["set"]), s(&set["zone"]), s(&set["health"]), elems.join(" "))
+                format!(
+                    "{} (zone {}, {}): {}",
+                    s(&set["set"]),
+                    s(&set["zone"]),
+                    s(&set["health"]),
+                    elems.join(" ")
+                )
             })
             .collect::<Vec<_>>()
             .join("\n"),

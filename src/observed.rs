@@ -28,9 +28,7 @@ impl Observed {
                 self.net_ready = true;
                 before != (self.links.clone(), self.addrs.clone(), true)
             }
-            Event::LinkChanged(link) => {
-                self.links.insert(link.index, link.clone()).as_ref() != Some(link)
-            }
+            Event::LinkChanged(link) => self.links.insert(link.index, link.clone()).as_ref() != Some(link),
             Event::LinkRemoved { index } => {
                 let had_link = self.links.remove(index).is_some();
                 // The kernel also reports each address gone; dropping them here keeps a
@@ -80,7 +78,10 @@ mod tests {
     #[test]
     fn events_update_state() {
         let mut o = Observed::default();
-        assert!(o.apply(&Event::NetSnapshot { links: vec![link(2, "eth0")], addrs: vec![addr(2, "192.0.2.1/24")] }));
+        assert!(o.apply(&Event::NetSnapshot {
+            links: vec![link(2, "eth0")],
+            addrs: vec![addr(2, "192.0.2.1/24")]
+        }));
         assert!(o.net_ready);
         assert!(!o.apply(&Event::AddrAdded(addr(2, "192.0.2.1/24"))), "same address again is no change");
         assert!(o.apply(&Event::AddrAdded(addr(2, "2001:db8::1/64"))));

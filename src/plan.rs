@@ -76,9 +76,7 @@ pub fn plan(config: &Config, observed: &Observed) -> Desired {
 /// Interval elements for a list of interface prefixes. nft rejects overlapping intervals,
 /// so prefixes inside another one are dropped (prefixes either nest or are disjoint).
 fn networks(prefixes: impl Iterator<Item = IpPrefix>) -> BTreeSet<Elem> {
-    let mut nets: Vec<IpPrefix> = prefixes
-        .map(|p| IpPrefix { addr: p.network(), len: p.len })
-        .collect();
+    let mut nets: Vec<IpPrefix> = prefixes.map(|p| IpPrefix { addr: p.network(), len: p.len }).collect();
     nets.sort();
     nets.dedup();
     let mut kept: Vec<IpPrefix> = Vec::new();
@@ -143,12 +141,12 @@ mod tests {
         let o = observed(
             &[(2, "eth0", true)],
             vec![
-                addr(2, "203.0.113.1/24", 0, 0),          // global: counts
-                addr(2, "203.0.113.2/24", 200, 0),        // site: counts
-                addr(2, "203.0.113.3/24", 253, 0),        // link scope: no
-                addr(2, "203.0.113.4/24", 254, 0),        // host scope: no
-                addr(2, "169.254.1.1/16", 0, 0),          // link-local range: no
-                addr(2, "fe80::1/64", 0, 0),              // link-local range: no
+                addr(2, "203.0.113.1/24", 0, 0),   // global: counts
+                addr(2, "203.0.113.2/24", 200, 0), // site: counts
+                addr(2, "203.0.113.3/24", 253, 0), // link scope: no
+                addr(2, "203.0.113.4/24", 254, 0), // host scope: no
+                addr(2, "169.254.1.1/16", 0, 0),   // link-local range: no
+                addr(2, "fe80::1/64", 0, 0),       // link-local range: no
                 addr(2, "2001:db8::1/64", 0, IFA_F_TENTATIVE),
                 addr(2, "2001:db8::2/64", 0, IFA_F_DADFAILED),
                 addr(2, "2001:db8::3/64", 0, 0x80 | 0x20), // permanent|deprecated: counts

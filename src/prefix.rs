@@ -82,15 +82,10 @@ impl FromStr for IpPrefix {
             Some((a, l)) => (a, Some(l)),
             None => (s, None),
         };
-        let addr: IpAddr = addr_text
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{s}` is not an IP address or prefix"))?;
+        let addr: IpAddr =
+            addr_text.trim().parse().map_err(|_| format!("`{s}` is not an IP address or prefix"))?;
         let len = match len_text {
-            Some(l) => l
-                .trim()
-                .parse::<u8>()
-                .map_err(|_| format!("`{s}` has an invalid prefix length"))?,
+            Some(l) => l.trim().parse::<u8>().map_err(|_| format!("`{s}` has an invalid prefix length"))?,
             None => max_len(&addr),
         };
         IpPrefix::new(addr, len)

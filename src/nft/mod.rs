@@ -50,7 +50,9 @@ impl fmt::Display for NftError {
                 }
                 Ok(())
             }
-            NftError::NoAnswer { step, detail } => write!(f, "{step}: no complete answer from the kernel: {detail}"),
+            NftError::NoAnswer { step, detail } => {
+                write!(f, "{step}: no complete answer from the kernel: {detail}")
+            }
         }
     }
 }

@@ -110,7 +110,8 @@ impl Nft {
         mut each: impl FnMut(*const libc::nlmsghdr),
     ) -> Result<(), NftError> {
         let shown = set.to_string();
-        let table = CString::new(set.table.name.as_str()).map_err(|_| NftError::Missing { set: shown.clone() })?;
+        let table =
+            CString::new(set.table.name.as_str()).map_err(|_| NftError::Missing { set: shown.clone() })?;
         let name = CString::new(set.name.as_str()).map_err(|_| NftError::Missing { set: shown.clone() })?;
         let seq = self.next_seq();
         let mut req = vec![0u32; 1024];
@@ -145,19 +146,29 @@ impl Nft {
             // SAFETY: viewing the received prefix of the u32 buffer as bytes.
             let data = unsafe { std::slice::from_raw_parts(self.buf.as_ptr() as *const u8, n) };
             for m in netlink::split(data) {
-                let m = m.map_err(|at| NftError::NoAnswer { step, detail: format!("truncated reply at byte {at}") })?;
+                let m = m.map_err(|at| NftError::NoAnswer {
+                    step,
+                    detail: format!("truncated reply at byte {at}"),
+                })?;
                 if m.seq != seq || (m.pid != self.portid && m.pid != 0) {
                     continue; // a late reply to an earlier request
                 }
                 match m.msg_type {
                     NLMSG_DONE => return Ok(()),
                     NLMSG_ERROR => {
-                        let ack = netlink::parse_ack(&m)
-                            .ok_or_else(|| NftError::NoAnswer { step, detail: "short error message".into() })?;
+                        let ack = netlink::parse_ack(&m).ok_or_else(|| NftError::NoAnswer {
+                            step,
+                            detail: "short error message".into(),
+                        })?;
                         return match ack.errno {
                             0 => Ok(()),
                             libc::ENOENT => Err(NftError::Missing { set: shown }),
-                            errno => Err(NftError::Rejected { set: Some(shown), op: step, errno, message: ack.message }),
+                            errno => Err(NftError::Rejected {
+                                set: Some(shown),
+                                op: step,
+                                errno,
+                                message: ack.message,
+                            }),
                         };
                     }
                     t if t & 0xff == reply_type => each(m.raw.as_ptr() as *const libc::nlmsghdr),
@@ -188,7 +199,10 @@ impl Nft {
                 }
             }
         })?;
-        found.ok_or_else(|| NftError::NoAnswer { step: "read set", detail: "no set description in reply".into() })
+        found.ok_or_else(|| NftError::NoAnswer {
+            step: "read set",
+            detail: "no set description in reply".into(),
+        })
     }
 
     /// Every element key of a set with its flags, from an NFT_MSG_GETSETELEM dump.
@@ -213,7 +227,10 @@ impl Nft {
                                 0
                             };
                             if !key.is_null() {
-                                out.push((std::slice::from_raw_parts(key as *const u8, len as usize).to_vec(), flags));
+                                out.push((
+                                    std::slice::from_raw_parts(key as *const u8, len as usize).to_vec(),
+                                    flags,
+                                ));
                             }
                             e = sys::nftnl_set_elems_iter_next(iter);
                         }
@@ -262,7 +279,8 @@ impl Nft {
             let want = (total * 2).max(1 << 20);
             fd::grow_sndbuf(self.fd, want as i32)
                 .map_err(|error| NftError::Socket { step: "SO_SNDBUF", error })?;
-            self.sndbuf = fd::get_sockopt_int(self.fd, libc::SOL_SOCKET, libc::SO_SNDBUF).unwrap_or(want as i32) as usize;
+            self.sndbuf = fd::get_sockopt_int(self.fd, libc::SOL_SOCKET, libc::SO_SNDBUF)
+                .unwrap_or(want as i32) as usize;
         }
         self.drain_stale();
         self.batches_sent += 1;
@@ -403,7 +421,8 @@ mod tests {
             k("192.0.2.0", false),
             k("0.0.0.0", true),
         ];
-        let got: Vec<String> = elements_from_keys(SetKind::Ipv4Net, raw).iter().map(|e| e.to_string()).collect();
+        let got: Vec<String> =
+            elements_from_keys(SetKind::Ipv4Net, raw).iter().map(|e| e.to_string()).collect();
         assert_eq!(got, vec!["192.0.2.0/25", "192.0.2.128/25", "198.51.100.10-255.255.255.255"]);
     }
 

@@ -105,8 +105,8 @@ impl ControlSource {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let listener =
-            UnixListener::bind(path).map_err(|error| ControlError::Bind { path: path.to_path_buf(), error })?;
+        let listener = UnixListener::bind(path)
+            .map_err(|error| ControlError::Bind { path: path.to_path_buf(), error })?;
         listener
             .set_nonblocking(true)
             .map_err(|error| ControlError::Bind { path: path.to_path_buf(), error })?;
@@ -115,7 +115,13 @@ impl ControlSource {
         if let Some(gid) = allowed_gid {
             std::os::unix::fs::chown(path, None, Some(gid)).map_err(perm_err)?;
         }
-        Ok(ControlSource { listener, path: path.to_path_buf(), allowed_gid, clients: BTreeMap::new(), next_id: 1 })
+        Ok(ControlSource {
+            listener,
+            path: path.to_path_buf(),
+            allowed_gid,
+            clients: BTreeMap::new(),
+            next_id: 1,
+        })
     }
 
     fn authorized(&self, cred: &PeerCred) -> bool {
@@ -267,7 +273,8 @@ impl Source for ControlSource {
             self.accept_all(now);
             return;
         }
-        let Some(id) = self.clients.iter().find(|(_, c)| c.stream.as_raw_fd() == fd).map(|(id, _)| *id) else {
+        let Some(id) = self.clients.iter().find(|(_, c)| c.stream.as_raw_fd() == fd).map(|(id, _)| *id)
+        else {
             return;
         };
         if revents & POLLNVAL != 0 {

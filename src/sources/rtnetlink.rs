@@ -119,7 +119,9 @@ impl RtnlSource {
                         }
                         return;
                     }
-                    Ok(RtnlMessage::DumpInterrupted { seq }) | Ok(RtnlMessage::Error { seq, .. }) if seq == current => {
+                    Ok(RtnlMessage::DumpInterrupted { seq }) | Ok(RtnlMessage::Error { seq, .. })
+                        if seq == current =>
+                    {
                         log::info!("rtnetlink dump interrupted; dumping again");
                         self.state = DumpState::Idle;
                         self.resync(events);
@@ -136,7 +138,8 @@ impl RtnlSource {
         match self.state {
             DumpState::Links { .. } => {
                 self.seq = self.seq.wrapping_add(1);
-                self.dump.send(dump_request(DumpKind::Addresses, self.seq), neli::consts::socket::Msg::empty())?;
+                self.dump
+                    .send(dump_request(DumpKind::Addresses, self.seq), neli::consts::socket::Msg::empty())?;
                 self.state = DumpState::Addrs { seq: self.seq };
             }
             DumpState::Addrs { .. } => {
@@ -161,7 +164,10 @@ impl RtnlSource {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                     self.rcvbuf = (self.rcvbuf * 2).min(MAX_RCVBUF);
-                    log::warn!("rtnetlink: events lost (ENOBUFS); receive buffer now {} KiB, dumping again", self.rcvbuf / 1024);
+                    log::warn!(
+                        "rtnetlink: events lost (ENOBUFS); receive buffer now {} KiB, dumping again",
+                        self.rcvbuf / 1024
+                    );
                     let _ = sysfd::grow_rcvbuf(self.mcast.as_raw_fd(), self.rcvbuf);
                     self.resync(events);
                     return;

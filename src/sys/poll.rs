@@ -20,10 +20,8 @@ pub struct PollFd {
 /// Waits until an fd is ready or `timeout` passes (`None`: wait forever). `EINTR` is not an
 /// error: it returns with no fd ready, so the caller looks at its signal pipe.
 pub fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {
-    let mut raw: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|f| libc::pollfd { fd: f.fd, events: f.events, revents: 0 })
-        .collect();
+    let mut raw: Vec<libc::pollfd> =
+        fds.iter().map(|f| libc::pollfd { fd: f.fd, events: f.events, revents: 0 }).collect();
     let ms: libc::c_int = match timeout {
         None => -1,
         // Round up so a deadline 0.3 ms away does not become a busy loop of 0 ms polls.

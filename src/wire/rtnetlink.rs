@@ -3,7 +3,7 @@
 use crate::event::{Address, Link};
 use crate::prefix::IpPrefix;
 use neli::consts::nl::NlmF;
-use neli::consts::rtnl::{Ifa, Ifla, Iff, RtAddrFamily, Rtm};
+use neli::consts::rtnl::{Ifa, Iff, Ifla, RtAddrFamily, Rtm};
 use neli::nl::{NlPayload, NlmsghdrBuilder};
 use neli::rtnl::{Ifaddrmsg, IfaddrmsgBuilder, Ifinfomsg, IfinfomsgBuilder};
 use neli::{FromBytesWithInput, ToBytes};
@@ -16,15 +16,24 @@ use super::netlink::{self, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RtnlMessage {
     Link(Link),
-    LinkGone { index: u32 },
+    LinkGone {
+        index: u32,
+    },
     AddrNew(Address),
     AddrGone(Address),
     /// End of a dump with this sequence number.
-    Done { seq: u32 },
+    Done {
+        seq: u32,
+    },
     /// A dump or request failed (`errno` positive); `errno == 0` is an ACK.
-    Error { seq: u32, errno: i32 },
+    Error {
+        seq: u32,
+        errno: i32,
+    },
     /// The dump was interrupted by a change (`NLM_F_DUMP_INTR`): it must be repeated.
-    DumpInterrupted { seq: u32 },
+    DumpInterrupted {
+        seq: u32,
+    },
     /// Messages of no interest (routes, neighbours, address families we skip).
     Ignored,
 }

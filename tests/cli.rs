@@ -1,0 +1,66 @@
+//! The command line without a daemon: check, version, usage errors, ctl with nobody there.
+
+use std::process::Command;
+
+fn netmgrd(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_netmgrd")).args(args).output().expect("run netmgrd")
+}
+
+fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("netmgrd-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn check_accepts_valid_and_locates_errors() {
+    let good = temp_file("good.yaml", "interfaces:\n  - { name: eth0, dhcp: true, nftables_zone: wan }\n");
+    let out = netmgrd(&["check", "--config", good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let bad = temp_file("bad.yaml", "interfaces:\n  - name: eth0\n    dhcp: perhaps\n");
+    let out = netmgrd(&["check", "--config", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with(&format!("{}:3:11: ", bad.display())), "{err}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_netmgrd"))
+        .arg("check")
+        .env("NETMGRD_CONFIG", &bad)
+        .env("RUST_NETWORK_MGR_CONFIG", &good)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "NETMGRD_CONFIG wins over RUST_NETWORK_MGR_CONFIG");
+
+    let out = netmgrd(&["check", "--config", "/nonexistent/netmgrd.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/netmgrd.yaml"));
+}
+
+#[test]
+fn shipped_example_config_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/config.yaml");
+    let out = netmgrd(&["check", "--config", path]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn version_help_and_usage_errors() {
+    let out = netmgrd(&["--version"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("netmgrd "));
+    let out = netmgrd(&["--help"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("netmgrd ctl"));
+    assert_eq!(netmgrd(&["--bogus"]).status.code(), Some(2));
+    assert_eq!(netmgrd(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(netmgrd(&["ctl"]).status.code(), Some(2));
+}
+
+#[test]
+fn ctl_without_daemon_fails_clearly() {
+    let out = netmgrd(&["ctl", "--socket", "/nonexistent/netmgrd.sock", "ping"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/netmgrd.sock"));
+}

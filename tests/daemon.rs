@@ -1,0 +1,379 @@
+//! The real binary in a private network namespace against the real kernel.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+const RULESET: &str = "table inet filter {
+  set wan_ips { type ipv4_addr; }
+  set wan_ipv6 { type ipv6_addr; }
+  set lan_ips { type ipv4_addr; }
+  set lan_ipv6 { type ipv6_addr; }
+}
+";
+
+const CONFIG: &str = "interfaces:
+  - name: wan0
+    dhcp: true
+    nftables_zone: wan
+  - name: lan0
+    address: 192.0.2.1/24
+    nftables_zone: lan
+";
+
+fn elems(ns: &Netns, set: &str) -> std::collections::BTreeSet<String> {
+    ns.set_elements("inet filter", set).unwrap_or_default()
+}
+
+fn setup(tag: &str) -> Netns {
+    let ns = Netns::new(tag);
+    ns.nft(RULESET);
+    ns.veth("wan0", "wan0p");
+    ns.veth("lan0", "lan0p");
+    ns
+}
+
+#[test]
+fn ipv4_and_ipv6_addresses_follow_the_interface() {
+    if !have_root() {
+        return;
+    }
+    let ns = setup("addr");
+    let d = Daemon::start(&ns, CONFIG);
+    ns.sh("ip addr add 203.0.113.10/24 dev wan0 && ip -6 addr add 2001:db8:1::10/64 dev wan0 nodad");
+    assert!(wait_until(WAIT, || elems(&ns, "wan_ips") == set_of(&["203.0.113.10"])), "{}", d.log_text());
+    assert!(wait_until(WAIT, || elems(&ns, "wan_ipv6") == set_of(&["2001:db8:1::10"])));
+    // Link-local and the other interface's addresses stay out of the wan sets.
+    ns.sh("ip addr add 192.0.2.1/24 dev lan0");
+    assert!(wait_until(WAIT, || elems(&ns, "lan_ips") == set_of(&["192.0.2.1"])));
+    assert_eq!(elems(&ns, "wan_ips"), set_of(&["203.0.113.10"]));
+    assert_eq!(elems(&ns, "wan_ipv6"), set_of(&["2001:db8:1::10"]), "fe80:: must not be added");
+
+    ns.sh("ip addr del 203.0.113.10/24 dev wan0 && ip -6 addr del 2001:db8:1::10/64 dev wan0");
+    assert!(wait_until(WAIT, || elems(&ns, "wan_ips").is_empty() && elems(&ns, "wan_ipv6").is_empty()));
+
+    let status = d.ctl("status");
+    assert_eq!(status["ok"], Value::Bool(true));
+    let wan = &status["result"]["zones"]["wan"];
+    assert_eq!(wan["interfaces"][0]["name"], "wan0");
+    assert_eq!(wan["interfaces"][0]["up"], Value::Bool(true));
+    assert_eq!(wan["sets"][0]["health"], "ok");
+}
+
+#[test]
+fn tentative_addresses_wait_for_dad() {
+    if !have_root() {
+        return;
+    }
+    let ns = setup("dad");
+    let d = Daemon::start(&ns, CONFIG);
+    // Without nodad the address is tentative for about a second: it must not be in the set
+    // until DAD finishes, and must be there afterwards.
+    ns.sh("ip -6 addr add 2001:db8:2::1/64 dev wan0");
+    let flags = ns.sh("ip -6 addr show dev wan0");
+    if flags.contains("tentative") {
+        assert!(elems(&ns, "wan_ipv6").is_empty(), "tentative address was added");
+    }
+    assert!(wait_until(Duration::from_secs(10), || elems(&ns, "wan_ipv6") == set_of(&["2001:db8:2::1"])), "{}", d.log_text());
+}
+
+#[test]
+fn start_removes_stale_elements_and_adds_existing_addresses() {
+    if !have_root() {
+        return;
+    }
+    let ns = setup("start");
+    ns.sh("ip addr add 198.51.100.7/24 dev wan0");
+    ns.sh("nft add element inet filter wan_ips '{ 198.51.100.99, 203.0.113.200 }'");
+    let _d = Daemon::start(&ns, CONFIG);
+    assert!(wait_until(WAIT, || elems(&ns, "wan_ips") == set_of(&["198.51.100.7"])));
+}
+
+#[test]
+fn missing_set_is_reported_then_filled_after_resync() {
+    if !have_root() {
+        return;
+    }
+    let ns = Netns::new("missing");
+    ns.nft("table inet filter { set wan_ips { type ipv4_addr; } }\n");
+    ns.veth("wan0", "wan0p");
+    ns.sh("ip addr add 203.0.113.1/24 dev wan0 && ip -6 addr add 2001:db8::1/64 dev wan0 nodad");
+    let d = Daemon::start(&ns, "interfaces: [{ name: wan0, nftables_zone: wan }]\n");
+    assert!(wait_until(WAIT, || elems(&ns, "wan_ips") == set_of(&["203.0.113.1"])), "{}", d.log_text());
+    let status = d.ctl("status");
+    let sets = &status["result"]["zones"]["wan"]["sets"];
+    assert_eq!(sets[1]["set"], "inet filter wan_ipv6");
+    assert_eq!(sets[1]["health"], "missing");
+    assert!(sets[1]["error"].as_str().unwrap().contains("type ipv6_addr"), "{sets}");
+    assert!(!status["result"]["last_error"].is_null());
+
+    ns.sh("nft add set inet filter wan_ipv6 '{ type ipv6_addr; }'");
+    assert_eq!(d.ctl("resync")["ok"], Value::Bool(true));
+    assert!(wait_until(WAIT, || elems(&ns, "wan_ipv6") == set_of(&["2001:db8::1"])), "{}", d.log_text());
+    let status = d.ctl("status");
+    assert_eq!(status["result"]["zones"]["wan"]["sets"][1]["health"], "ok");
+}
+
+#[test]
+fn set_deleted_under_the_daemon_is_survived() {
+    if !have_root() {
+        return;
+    }
+    let ns = setup("vanish");
+    let d = Daemon::start(&ns, CONFIG);
+    ns.sh("nft delete set inet filter wan_ips");
+    ns.sh("ip addr add 203.0.113.3/24 dev wan0 && ip addr add 192.0.2.1/24 dev lan0");
+    // The other zone keeps working; the missing set shows in status.
+    assert!(wait_until(WAIT, || elems(&ns, "lan_ips") == set_of(&["192.0.2.1"])), "{}", d.log_text());
+    assert!(wait_until(WAIT, || d.ctl("status")["result"]["zones"]["wan"]["sets"][0]["health"] != "ok"));
+    ns.sh("nft add set inet filter wan_ips '{ type ipv4_addr; }'");
+    d.ctl("resync");
+    assert!(wait_until(WAIT, || elems(&ns, "wan_ips") == set_of(&["203.0.113.3"])), "{}", d.log_text());
+}
+
+#[test]
+fn bad_reload_keeps_the_old_config() {
+    if !have_root() {
+        return;
+    }
+    let ns = setup("badreload");
+    let d = Daemon::start(&ns, CONFIG);
+    std::fs::write(&d.config, "interfaces:\n  - name: wan0\n    nftables_zon: lan\n").unwrap();
+    let reply = d.ctl("reload");
+    assert_eq!(reply["ok"], Value::Bool(false));
+    let err = reply["error"].as_str().unwrap();
+    assert!(err.starts_with(&format!("{}:3:5: ", d.config.display())), "{err}");
+    // SIGHUP with the same broken file: logged, still running on the old config.
+    d.signal("HUP");
+    ns.sh("ip addr add 203.0.113.4/24 dev wan0");
+    assert!(wait_until(WAIT, || elems(&ns, "wan_ips") == set_of(&["203.0.113.4"])), "{}", d.log_text());
+    assert!(d.log_text().contains("reload failed, keeping the running config"));
+    // `netmgrd ctl` exits 1 and prints the error.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_netmgrd"))
+        .args(["ctl", "--socket"])
+        .arg(&d.socket)
+        .arg("reload")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(":3:5: "));
+}
+
+#[test]
+fn sighup_applies_changed_zones() {
+    if !have_root() {
+        return;
+    }
+    let ns = setup("hup");
+    ns.sh("ip addr add 203.0.113.5/24 dev wan0");
+    let d = Daemon::start(&ns, CONFIG);
+    assert!(wait_until(WAIT, || elems(&ns, "wan_ips") == set_of(&["203.0.113.5"])));
+    // wan0 moves to the lan zone.
+    std::fs::write(&d.config, "interfaces:\n  - { name: wan0, zone: lan }\n").unwrap();
+    d.signal("HUP");
+    assert!(wait_until(WAIT, || elems(&ns, "lan_ips") == set_of(&["203.0.113.5"])), "{}", d.log_text());
+    assert!(wait_until(WAIT, || elems(&ns, "wan_ips").is_empty()), "the dropped zone's set is emptied");
+    assert_eq!(d.ctl("status")["result"]["reloads"], 1);
+}
+
+#[test]
+fn burst_of_1000_addresses_ends_exact_and_back_to_empty() {
+    if !have_root() {
+        return;
+    }
+    let ns = setup("burst");
+    let d = Daemon::start(&ns, CONFIG);
+    let mut add = String::new();
+    let mut del = String::new();
+    let mut want = std::collections::BTreeSet::new();
+    for i in 0..1000u32 {
+        let a = std::net::Ipv4Addr::from(0xC612_0000u32 + i + 1); // 198.18.0.0/15
+        add.push_str(&format!("address add {a}/15 dev wan0\n"));
+        del.push_str(&format!("address del {a}/15 dev wan0\n"));
+        want.insert(a.to_string());
+    }
+    std::fs::write(ns.dir.join("add.batch"), add).unwrap();
+    std::fs::write(ns.dir.join("del.batch"), del).unwrap();
+    ns.sh(&format!("ip -batch {}", ns.dir.join("add.batch").display()));
+    assert!(wait_until(WAIT, || elems(&ns, "wan_ips") == want), "{}", d.log_text());
+    ns.sh(&format!("ip -batch {}", ns.dir.join("del.batch").display()));
+    assert!(wait_until(WAIT, || elems(&ns, "wan_ips").is_empty()));
+    let batches = d.ctl("status")["result"]["nft_batches"].as_u64().unwrap();
+    assert!(batches < 1000, "events must coalesce into few batches, got {batches}");
+}
+
+#[test]
+fn link_down_up_renamed_deleted_and_recreated() {
+    if !have_root() {
+        return;
+    }
+    let ns = setup("link");
+    let d = Daemon::start(&ns, CONFIG);
+    ns.sh("ip addr add 203.0.113.6/24 dev wan0");
+    assert!(wait_until(WAIT, || elems(&ns, "wan_ips") == set_of(&["203.0.113.6"])));
+    ns.sh("ip link set wan0 down");
+    assert!(wait_until(WAIT, || elems(&ns, "wan_ips").is_empty()), "down link contributes nothing");
+    ns.sh("ip link set wan0 up");
+    assert!(wait_until(WAIT, || elems(&ns, "wan_ips") == set_of(&["203.0.113.6"])));
+    // Renamed away: no longer the configured interface; renamed back: followed again.
+    ns.sh("ip link set wan0 down && ip link set wan0 name wanx && ip link set wanx up");
+    assert!(wait_until(WAIT, || elems(&ns, "wan_ips").is_empty()));
+    ns.sh("ip link set wanx down && ip link set wanx name wan0 && ip link set wan0 up");
+    assert!(wait_until(WAIT, || elems(&ns, "wan_ips") == set_of(&["203.0.113.6"])));
+    // Deleted and re-created by the same name with a new address.
+    ns.sh("ip link del wan0");
+    assert!(wait_until(WAIT, || elems(&ns, "wan_ips").is_empty()));
+    ns.veth("wan0", "wan0p");
+    ns.sh("ip addr add 203.0.113.66/24 dev wan0");
+    assert!(wait_until(WAIT, || elems(&ns, "wan_ips") == set_of(&["203.0.113.66"])), "{}", d.log_text());
+}
+
+fn raw_request(d: &Daemon, bytes: &[u8]) -> (String, bool) {
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut closed = false;
+    // Read the reply line; then see whether the daemon closed the connection.
+    while !out.contains(&b'\n') {
+        match s.read(&mut buf) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) => break,
+        }
+    }
+    if !closed {
+        s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        closed = matches!(s.read(&mut buf), Ok(0));
+    }
+    (String::from_utf8_lossy(&out).into_owned(), closed)
+}
+
+#[test]
+fn control_socket_survives_garbage_oversized_lines_and_idle_clients() {
+    if !have_root() {
+        return;
+    }
+    let ns = setup("ctl");
+    let d = Daemon::start(&ns, CONFIG);
+    assert_eq!(d.ctl("ping")["result"], "pong");
+
+    let (reply, _) = raw_request(&d, b"\x00\xff\xfegarbage\n");
+    let v: Value = serde_json::from_str(reply.trim()).unwrap();
+    assert_eq!(v["ok"], Value::Bool(false));
+    let (reply, _) = raw_request(&d, b"frobnicate now\n");
+    assert!(reply.starts_with("{\"ok\":false,\"error\":\"unknown command"), "{reply}");
+
+    let mut long = vec![b'a'; 5000];
+    long.push(b'\n');
+    let (reply, closed) = raw_request(&d, &long);
+    assert!(reply.contains("longer than 4096"), "{reply}");
+    assert!(closed, "an oversized line closes the connection");
+
+    // Several requests on one connection, answered in order.
+    let (reply, _) = raw_request(&d, b"ping\n");
+    assert_eq!(reply, "{\"ok\":true,\"result\":\"pong\"}\n");
+
+    // 64 idle clients that never send anything: others are still served at once; a 65th is
+    // refused; after the idle timeout the slots are free again.
+    let idle: Vec<UnixStream> = (0..64).map(|_| UnixStream::connect(&d.socket).unwrap()).collect();
+    assert!(wait_until(WAIT, || {
+        let (r, _) = raw_request(&d, b"ping\n");
+        r.contains("too many clients")
+    }));
+    let t = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(15), || d.try_ctl("ping").is_some_and(|v| v["result"] == "pong")),
+        "idle clients were never dropped"
+    );
+    assert!(t.elapsed() >= Duration::from_secs(5), "idle clients dropped too early");
+    drop(idle);
+
+    // The daemon still does its job.
+    ns.sh("ip addr add 203.0.113.8/24 dev wan0");
+    assert!(wait_until(WAIT, || elems(&ns, "wan_ips") == set_of(&["203.0.113.8"])));
+    let sets = d.ctl("sets");
+    let wan = sets["result"].as_array().unwrap().iter().find(|s| s["set"] == "inet filter wan_ips").unwrap();
+    assert_eq!(wan["elements"][0], "203.0.113.8");
+}
+
+#[test]
+fn sigterm_stops_within_a_second_and_flushes_when_asked() {
+    if !have_root() {
+        return;
+    }
+    let ns = setup("term");
+    ns.sh("ip addr add 203.0.113.9/24 dev wan0");
+    let config = format!("{CONFIG}nftables: {{ on_exit: flush }}\n");
+    let mut d = Daemon::start(&ns, &config);
+    assert!(wait_until(WAIT, || elems(&ns, "wan_ips") == set_of(&["203.0.113.9"])));
+    let t = Instant::now();
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(1)), Some(0), "{}", d.log_text());
+    assert!(t.elapsed() < Duration::from_secs(1));
+    assert!(!d.socket.exists(), "socket file removed");
+    assert!(elems(&ns, "wan_ips").is_empty(), "on_exit: flush empties managed sets");
+}
+
+#[test]
+fn sigterm_keeps_elements_by_default() {
+    if !have_root() {
+        return;
+    }
+    let ns = setup("keep");
+    ns.sh("ip addr add 203.0.113.9/24 dev wan0");
+    let mut d = Daemon::start(&ns, CONFIG);
+    assert!(wait_until(WAIT, || elems(&ns, "wan_ips") == set_of(&["203.0.113.9"])));
+    d.signal("INT");
+    assert_eq!(d.wait_exit(Duration::from_secs(1)), Some(0));
+    assert_eq!(elems(&ns, "wan_ips"), set_of(&["203.0.113.9"]));
+}
+
+#[test]
+fn networks_set_holds_interface_prefixes() {
+    if !have_root() {
+        return;
+    }
+    let ns = setup("nets");
+    ns.nft("table inet filter { set lan_nets { type ipv4_addr; flags interval; } set lan_nets6 { type ipv6_addr; flags interval; } }\n");
+    let config = format!("{CONFIG}zones:\n  lan: {{ networks4_set: lan_nets, networks6_set: lan_nets6 }}\n");
+    let d = Daemon::start(&ns, &config);
+    ns.sh("ip addr add 192.0.2.1/24 dev lan0 && ip addr add 198.51.100.129/25 dev lan0 && ip -6 addr add 2001:db8:5::1/64 dev lan0 nodad");
+    assert!(
+        wait_until(WAIT, || elems(&ns, "lan_nets") == set_of(&["192.0.2.0/24", "198.51.100.128/25"])),
+        "{:?} {}",
+        elems(&ns, "lan_nets"),
+        d.log_text()
+    );
+    assert!(wait_until(WAIT, || elems(&ns, "lan_nets6") == set_of(&["2001:db8:5::/64"])));
+    ns.sh("ip addr del 192.0.2.1/24 dev lan0");
+    assert!(wait_until(WAIT, || elems(&ns, "lan_nets") == set_of(&["198.51.100.128/25"])));
+}
+
+#[test]
+fn a_second_instance_refuses_the_same_socket() {
+    if !have_root() {
+        return;
+    }
+    let ns = setup("twice");
+    let d = Daemon::start(&ns, CONFIG);
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_netmgrd"), "--config"])
+        .arg(&d.config)
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["--log-target", "stderr"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another netmgrd"));
+    assert_eq!(d.ctl("ping")["result"], "pong");
+}
