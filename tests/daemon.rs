@@ -78,7 +78,11 @@ fn tentative_addresses_wait_for_dad() {
     if flags.contains("tentative") {
         assert!(elems(&ns, "wan_ipv6").is_empty(), "tentative address was added");
     }
-    assert!(wait_until(Duration::from_secs(10), || elems(&ns, "wan_ipv6") == set_of(&["2001:db8:2::1"])), "{}", d.log_text());
+    assert!(
+        wait_until(Duration::from_secs(10), || elems(&ns, "wan_ipv6") == set_of(&["2001:db8:2::1"])),
+        "{}",
+        d.log_text()
+    );
 }
 
 #[test]
@@ -99,7 +103,7 @@ fn missing_set_is_reported_then_filled_after_resync() {
         return;
     }
     let ns = Netns::new("missing");
-    ns.nft("table inet filter { set wan_ips { type ipv4_addr; } }\n");
+    ns.nft("table inet filter { set wan_ips { type ipv4_addr; }; }\n");
     ns.veth("wan0", "wan0p");
     ns.sh("ip addr add 203.0.113.1/24 dev wan0 && ip -6 addr add 2001:db8::1/64 dev wan0 nodad");
     let d = Daemon::start(&ns, "interfaces: [{ name: wan0, nftables_zone: wan }]\n");
@@ -192,8 +196,8 @@ fn burst_of_1000_addresses_ends_exact_and_back_to_empty() {
     let mut want = std::collections::BTreeSet::new();
     for i in 0..1000u32 {
         let a = std::net::Ipv4Addr::from(0xC612_0000u32 + i + 1); // 198.18.0.0/15
-        add.push_str(&format!("address add {a}/15 dev wan0\n"));
-        del.push_str(&format!("address del {a}/15 dev wan0\n"));
+        add.push_str(&format!("address add {a}/32 dev wan0\n"));
+        del.push_str(&format!("address del {a}/32 dev wan0\n"));
         want.insert(a.to_string());
     }
     std::fs::write(ns.dir.join("add.batch"), add).unwrap();
@@ -343,7 +347,7 @@ fn networks_set_holds_interface_prefixes() {
         return;
     }
     let ns = setup("nets");
-    ns.nft("table inet filter { set lan_nets { type ipv4_addr; flags interval; } set lan_nets6 { type ipv6_addr; flags interval; } }\n");
+    ns.nft("table inet filter { set lan_nets { type ipv4_addr; flags interval; }; set lan_nets6 { type ipv6_addr; flags interval; }; }\n");
     let config = format!("{CONFIG}zones:\n  lan: {{ networks4_set: lan_nets, networks6_set: lan_nets6 }}\n");
     let d = Daemon::start(&ns, &config);
     ns.sh("ip addr add 192.0.2.1/24 dev lan0 && ip addr add 198.51.100.129/25 dev lan0 && ip -6 addr add 2001:db8:5::1/64 dev lan0 nodad");

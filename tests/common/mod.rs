@@ -73,7 +73,9 @@ impl Netns {
 
     /// A veth pair, both ends up, in this namespace.
     pub fn veth(&self, a: &str, b: &str) {
-        self.sh(&format!("ip link add {a} type veth peer name {b} && ip link set {a} up && ip link set {b} up"));
+        self.sh(&format!(
+            "ip link add {a} type veth peer name {b} && ip link set {a} up && ip link set {b} up"
+        ));
     }
 
     /// Elements of a set as nft prints them (addresses, or `ADDR/LEN` for prefixes).
@@ -92,7 +94,11 @@ impl Netns {
                         format!("{}/{}", o["prefix"]["addr"].as_str().unwrap_or("?"), o["prefix"]["len"])
                     }
                     Value::Object(o) if o.contains_key("range") => {
-                        format!("{}-{}", o["range"][0].as_str().unwrap_or("?"), o["range"][1].as_str().unwrap_or("?"))
+                        format!(
+                            "{}-{}",
+                            o["range"][0].as_str().unwrap_or("?"),
+                            o["range"][1].as_str().unwrap_or("?")
+                        )
                     }
                     other => other.to_string(),
                 };
@@ -143,7 +149,9 @@ impl Daemon {
     pub fn start(ns: &Netns, config: &str) -> Daemon {
         let d = Daemon::spawn(ns, config);
         assert!(
-            wait_until(WAIT, || d.try_ctl("status").is_some_and(|v| v["result"]["ready"] == Value::Bool(true))),
+            wait_until(WAIT, || d
+                .try_ctl("status")
+                .is_some_and(|v| v["result"]["ready"] == Value::Bool(true))),
             "netmgrd did not become ready; log:\n{}",
             d.log_text()
         );

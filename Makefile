@@ -1,0 +1,61 @@
+# netmgrd: build, test, demo, bench, install.
+PREFIX ?= /usr
+DESTDIR ?=
+# openwrt | openrc | systemd | none; detected when empty.
+INIT ?=
+CARGO ?= cargo
+BIN := target/release/netmgrd
+APT_PACKAGES := libnftnl-dev libmnl-dev pkg-config nftables iproute2 socat
+
+.PHONY: all build test lint deps demo bench install clean
+
+all: build
+
+build:
+	$(CARGO) build --release
+
+# Installs the system packages the build and the tests need (Debian/Ubuntu, as root).
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get update && apt-get install -y $$missing; fi
+	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust >= 1.85 (rustup)"; exit 1; }
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# The whole suite: formatting, lints, unit tests, and the integration tests (root: they
+# create network namespaces).
+test: deps lint
+	$(CARGO) test --all-targets
+
+demo: deps build
+	bash tests/demo.sh $(BIN)
+
+bench: deps build
+	bash benches/bench.sh $(BIN)
+
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/sbin/netmgrd
+	@if [ ! -e $(DESTDIR)/etc/netmgrd/config.yaml ]; then \
+		install -D -m 0644 config/config.yaml $(DESTDIR)/etc/netmgrd/config.yaml; fi
+	install -D -m 0644 config/nftables.conf $(DESTDIR)$(PREFIX)/share/netmgrd/nftables.conf
+	@init="$(INIT)"; \
+	if [ -z "$$init" ]; then \
+		if [ -f /etc/openwrt_release ]; then init=openwrt; \
+		elif [ -x /sbin/openrc-run ]; then init=openrc; \
+		elif [ -d /run/systemd/system ] || command -v systemctl >/dev/null 2>&1; then init=systemd; \
+		else init=none; fi; \
+	fi; \
+	echo "init system: $$init"; \
+	case "$$init" in \
+	openwrt) install -D -m 0755 initscripts/openwrt/netmgrd $(DESTDIR)/etc/init.d/netmgrd ;; \
+	openrc) install -D -m 0755 initscripts/alpine/netmgrd $(DESTDIR)/etc/init.d/netmgrd; \
+		install -D -m 0644 initscripts/alpine/netmgrd.confd $(DESTDIR)/etc/conf.d/netmgrd ;; \
+	systemd) install -D -m 0644 initscripts/systemd/netmgrd.service $(DESTDIR)/lib/systemd/system/netmgrd.service ;; \
+	none) ;; \
+	*) echo "unknown INIT=$$init (openwrt, openrc, systemd, none)"; exit 1 ;; \
+	esac
+
+clean:
+	$(CARGO) clean
