@@ -33,7 +33,7 @@ demo: deps build
 	bash tests/demo.sh $(BIN)
 
 bench: deps build
-	bash benches/bench.sh $(BIN)
+	NETMGRD_BIN=$(CURDIR)/$(BIN) $(CARGO) bench --bench netmgrd
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/sbin/netmgrd

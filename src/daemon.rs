@@ -338,7 +338,9 @@ impl Handler for Daemon {
                 Event::Control { client, request } => requests.push((client, request)),
                 Event::NetResyncing => {}
                 net => {
-                    self.observed.apply(&net);
+                    if self.observed.apply(&net) {
+                        log::debug!("{net:?}");
+                    }
                 }
             }
         }

@@ -1,0 +1,253 @@
+//! `make bench`: netmgrd measured in a private network namespace against the real kernel.
+//!
+//! Re-executes itself inside a fresh namespace (`ip netns exec`), loads rust-network-mgr's
+//! example setup (eth0, dhcp, zone wan -> `inet filter wan_ips`/`wan_ipv6`), starts the
+//! release binary and measures:
+//! - latency from `ip addr add`/`del` returning to the element being in/out of the set,
+//! - a 1,000-address burst (`ip -batch`) until the set is exact, and back to empty,
+//! - wake-ups and CPU time over 10 s idle, RSS, binary size.
+//! The set is polled through netmgrd's own nftables reader (tens of µs per read), not `nft`.
+
+use netmgrd::config::TableRef;
+use netmgrd::elements::{Elem, SetId, SetKind};
+use netmgrd::nft::Nft;
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TRIALS: usize = 40;
+const BURST: u32 = 1000;
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else to parse.
+    if std::env::var_os("NETMGRD_BENCH_INNER").is_none() {
+        outer();
+    } else {
+        inner();
+    }
+}
+
+fn sh(cmd: &str) {
+    let st = Command::new("sh").args(["-c", cmd]).status().expect("sh");
+    assert!(st.success(), "`{cmd}` failed");
+}
+
+fn outer() {
+    let ns = format!("nmbench-{}", std::process::id());
+    sh(&format!("ip netns add {ns}"));
+    let exe = std::env::current_exe().expect("own path");
+    let bin = std::env::var("NETMGRD_BIN")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/netmgrd").to_string());
+    let st = Command::new("ip")
+        .args(["netns", "exec", &ns])
+        .arg(exe)
+        .env("NETMGRD_BENCH_INNER", "1")
+        .env("NETMGRD_BIN", bin)
+        .status()
+        .expect("re-exec in namespace");
+    let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+    std::process::exit(st.code().unwrap_or(1));
+}
+
+struct Stats {
+    median: f64,
+    p95: f64,
+    max: f64,
+}
+
+fn stats(mut v: Vec<f64>) -> Stats {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+    Stats { median: at(0.5), p95: at(0.95), max: v[v.len() - 1] }
+}
+
+fn proc_field(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = after.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    // After the command name: state is not numeric, so utime/stime are fields 11 and 12 here.
+    f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0)
+}
+
+fn wait_set(
+    nft: &mut Nft,
+    set: &SetId,
+    want: impl Fn(&BTreeSet<Elem>) -> bool,
+    timeout: Duration,
+) -> Option<Duration> {
+    let t0 = Instant::now();
+    loop {
+        if let Ok(e) = nft.read_set(set) {
+            if want(&e) {
+                return Some(t0.elapsed());
+            }
+        }
+        if t0.elapsed() > timeout {
+            return None;
+        }
+    }
+}
+
+fn inner() {
+    let bin = std::env::var("NETMGRD_BIN").expect("NETMGRD_BIN");
+    let dir = std::env::temp_dir().join(format!("nmbench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    // No IPv6 DAD in the namespace: link-local addresses finishing DAD seconds after link-up
+    // are real kernel events and would land in the idle window.
+    sh("sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0");
+    sh("ip link set lo up && ip link add eth0 type veth peer name eth0p && ip link set eth0 up && ip link set eth0p up");
+    std::fs::write(
+        dir.join("rules.nft"),
+        "table inet filter {\n  set wan_ips { type ipv4_addr; }\n  set wan_ipv6 { type ipv6_addr; }\n}\n",
+    )
+    .expect("ruleset");
+    sh(&format!("nft -f {}", dir.join("rules.nft").display()));
+    // rust-network-mgr's own example config, unchanged.
+    std::fs::write(
+        dir.join("config.yaml"),
+        "interfaces:\n  - name: eth0 # Example interface, replace with actual\n    dhcp: true\n    nftables_zone: wan # Example zone, maps to 'wan_ips' set\n",
+    )
+    .expect("config");
+    let socket = dir.join("ctl.sock");
+    let mut child: Child = Command::new(&bin)
+        .args(["run", "--config"])
+        .arg(dir.join("config.yaml"))
+        .arg("--socket")
+        .arg(&socket)
+        .args(["--log-level", "debug", "--log-target", "stderr"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("netmgrd.log")).expect("log"))
+        .spawn()
+        .expect("start netmgrd");
+    let pid = child.id();
+    let set = SetId {
+        table: TableRef::parse("inet filter").expect("table"),
+        name: "wan_ips".into(),
+        kind: SetKind::Ipv4Addr,
+    };
+    let mut nft = Nft::open().expect("nft socket");
+    // Ready: the control socket answers and the set is readable.
+    let t0 = Instant::now();
+    while !socket.exists() && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    let addr = |i: u32| Ipv4Addr::from(0xC612_0000u32 + 2000 + i); // 198.18.0.0/15
+    let mut add_lat = Vec::new();
+    let mut del_lat = Vec::new();
+    for i in 0..TRIALS as u32 {
+        let a = addr(i);
+        let e = Elem::Addr(IpAddr::V4(a));
+        sh(&format!("ip addr add {a}/32 dev eth0"));
+        let d = wait_set(&mut nft, &set, |s| s.contains(&e), Duration::from_secs(2)).expect("added");
+        add_lat.push(d.as_secs_f64() * 1e3);
+        sh(&format!("ip addr del {a}/32 dev eth0"));
+        let d = wait_set(&mut nft, &set, |s| !s.contains(&e), Duration::from_secs(2)).expect("deleted");
+        del_lat.push(d.as_secs_f64() * 1e3);
+    }
+
+    let mut add = String::new();
+    let mut del = String::new();
+    let mut want = BTreeSet::new();
+    for i in 0..BURST {
+        let a = Ipv4Addr::from(0xC612_0000u32 + 10_000 + i);
+        add.push_str(&format!("address add {a}/32 dev eth0\n"));
+        del.push_str(&format!("address del {a}/32 dev eth0\n"));
+        want.insert(Elem::Addr(IpAddr::V4(a)));
+    }
+    std::fs::write(dir.join("add.batch"), add).expect("batch");
+    std::fs::write(dir.join("del.batch"), del).expect("batch");
+    let batches_before = nft_batches(&bin, &socket);
+    let t = Instant::now();
+    sh(&format!("ip -batch {}", dir.join("add.batch").display()));
+    let ip_add = t.elapsed();
+    wait_set(&mut nft, &set, |s| *s == want, Duration::from_secs(10)).expect("burst exact");
+    let burst_add = t.elapsed();
+    let batches_add = nft_batches(&bin, &socket) - batches_before;
+    let t = Instant::now();
+    sh(&format!("ip -batch {}", dir.join("del.batch").display()));
+    let ip_del = t.elapsed();
+    wait_set(&mut nft, &set, |s| s.is_empty(), Duration::from_secs(10)).expect("burst emptied");
+    let burst_del = t.elapsed();
+
+    // Idle: no events for 10 s. A process that is never scheduled makes no syscalls.
+    std::thread::sleep(Duration::from_millis(500));
+    let log_before = std::fs::metadata(dir.join("netmgrd.log")).map(|m| m.len()).unwrap_or(0);
+    let (v0, n0, c0) = (
+        proc_field(pid, "voluntary_ctxt_switches:"),
+        proc_field(pid, "nonvoluntary_ctxt_switches:"),
+        cpu_ticks(pid),
+    );
+    let blocked_in = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+    std::thread::sleep(Duration::from_secs(10));
+    let (v1, n1, c1) = (
+        proc_field(pid, "voluntary_ctxt_switches:"),
+        proc_field(pid, "nonvoluntary_ctxt_switches:"),
+        cpu_ticks(pid),
+    );
+    let log = std::fs::read(dir.join("netmgrd.log")).unwrap_or_default();
+    let idle_log = String::from_utf8_lossy(log.get(log_before as usize..).unwrap_or_default()).into_owned();
+    let rss = proc_field(pid, "VmRSS:");
+    let hwm = proc_field(pid, "VmHWM:");
+    let size = std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
+    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let a = stats(add_lat);
+    let d = stats(del_lat);
+    let syscall_no = blocked_in.split_whitespace().next().unwrap_or("?");
+    println!("netmgrd benchmark (kernel {}, {} trials)", kernel(), TRIALS);
+    println!("| measurement | result |");
+    println!("|---|---|");
+    println!(
+        "| add latency (`ip addr add` returned -> in set) | median {:.2} ms, p95 {:.2} ms, max {:.2} ms |",
+        a.median, a.p95, a.max
+    );
+    println!(
+        "| delete latency (`ip addr del` returned -> gone) | median {:.2} ms, p95 {:.2} ms, max {:.2} ms |",
+        d.median, d.p95, d.max
+    );
+    println!("| {BURST}-address burst: start of `ip -batch` -> set exact | {:.1} ms (ip itself: {:.1} ms), {} nft transactions |", ms(burst_add), ms(ip_add), batches_add);
+    println!(
+        "| {BURST}-address removal -> set empty | {:.1} ms (ip itself: {:.1} ms) |",
+        ms(burst_del),
+        ms(ip_del)
+    );
+    println!("| idle 10 s: wake-ups (context switches) | {} voluntary, {} involuntary, {} CPU ticks; blocked in syscall {} (7 = poll) |", v1 - v0, n1 - n0, c1 - c0, syscall_no);
+    if !idle_log.trim().is_empty() {
+        println!("(events during the idle window, from the kernel:)\n{}", idle_log.trim());
+    }
+    println!("| RSS after the burst | {} KiB now, {} KiB peak |", rss, hwm);
+    println!("| release binary (stripped) | {} KiB |", size / 1024);
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string()
+}
+
+fn nft_batches(bin: &str, socket: &std::path::Path) -> u64 {
+    let out = Command::new(bin)
+        .args(["ctl", "--json", "--socket"])
+        .arg(socket)
+        .arg("status")
+        .output()
+        .expect("ctl");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["result"]["nft_batches"].as_u64().unwrap_or(0)
+}
