@@ -6,6 +6,7 @@
 //! - latency from `ip addr add`/`del` returning to the element being in/out of the set,
 //! - a 1,000-address burst (`ip -batch`) until the set is exact, and back to empty,
 //! - wake-ups and CPU time over 10 s idle, RSS, binary size.
+//!
 //! The set is polled through netmgrd's own nftables reader (tens of µs per read), not `nft`.
 
 use netmgrd::config::TableRef;
