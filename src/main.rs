@@ -247,10 +247,13 @@ fn ctl(args: Args) -> ExitCode {
 fn ctl_request(socket: &Path, request: &str) -> std::io::Result<String> {
     let mut stream = UnixStream::connect(socket)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    stream.write_all(format!("{request}\n").as_bytes())?;
+    // A refusing daemon (permissions, too many clients) answers and closes before reading:
+    // the write may then fail while its reply is already waiting to be read.
+    let written = stream.write_all(format!("{request}\n").as_bytes());
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line)?;
     if line.is_empty() {
+        written?;
         return Err(std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
             "connection closed without a reply",

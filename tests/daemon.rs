@@ -381,3 +381,80 @@ fn a_second_instance_refuses_the_same_socket() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("another netmgrd"));
     assert_eq!(d.ctl("ping")["result"], "pong");
 }
+
+#[test]
+fn ten_thousand_stale_elements_are_removed_in_one_start() {
+    if !have_root() {
+        return;
+    }
+    let ns = setup("big");
+    // 10,000 stale IPv4 and 10,000 stale IPv6 elements: more than one netlink message holds.
+    let v4: Vec<String> =
+        (0..10_000u32).map(|i| std::net::Ipv4Addr::from(0xC612_0000u32 + i).to_string()).collect();
+    let v6: Vec<String> = (0..10_000u32).map(|i| format!("2001:db8:ffff::{:x}", i + 1)).collect();
+    ns.nft(&format!(
+        "add element inet filter wan_ips {{ {} }}\nadd element inet filter wan_ipv6 {{ {} }}\n",
+        v4.join(", "),
+        v6.join(", ")
+    ));
+    assert_eq!(elems(&ns, "wan_ips").len(), 10_000);
+    ns.sh("ip addr add 203.0.113.11/24 dev wan0");
+    let d = Daemon::start(&ns, CONFIG);
+    assert!(
+        wait_until(WAIT, || elems(&ns, "wan_ips") == set_of(&["203.0.113.11"])
+            && elems(&ns, "wan_ipv6").is_empty()),
+        "{}",
+        d.log_text()
+    );
+    // One transaction did it.
+    assert_eq!(d.ctl("status")["result"]["nft_batches"], 1, "{}", d.log_text());
+}
+
+#[test]
+fn control_socket_checks_peer_credentials() {
+    if !have_root() {
+        return;
+    }
+    let ns = setup("cred");
+    // World-writable so the kernel lets `nobody` connect: SO_PEERCRED must still refuse it.
+    let d = Daemon::start(&ns, &format!("{CONFIG}control: {{ mode: \"0666\" }}\n"));
+    let mode = std::fs::metadata(&d.socket)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
+    assert_eq!(mode.unwrap(), 0o666);
+    let as_nobody = |socket: &std::path::Path| {
+        let out = std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                env!("CARGO_BIN_EXE_netmgrd"),
+                "ctl",
+                "--socket",
+            ])
+            .arg(socket)
+            .arg("ping")
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = as_nobody(&d.socket);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("permission denied"), "{err}");
+    drop(d);
+
+    // With `group: 65534` the same client is let in.
+    let ns2 = setup("cred2");
+    let d = Daemon::start(&ns2, &format!("{CONFIG}control: {{ mode: \"0660\", group: \"65534\" }}\n"));
+    let meta = std::fs::metadata(&d.socket).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta), 65534);
+    // The socket's directory must be reachable for nobody.
+    let mut dir = d.socket.parent().unwrap().to_path_buf();
+    while dir.parent().is_some() {
+        let _ = std::process::Command::new("chmod").arg("o+x").arg(&dir).status();
+        if !dir.pop() {
+            break;
+        }
+    }
+    let (code, err) = as_nobody(&d.socket);
+    assert_eq!(code, Some(0), "{err}");
+}

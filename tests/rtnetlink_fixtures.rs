@@ -24,7 +24,8 @@ fn decoded(name: &str) -> Vec<RtnlMessage> {
 #[test]
 fn link_dump() {
     let msgs = decoded("links_dump.bin");
-    let links: Vec<_> = msgs.iter().filter_map(|m| if let RtnlMessage::Link(l) = m { Some(l) } else { None }).collect();
+    let links: Vec<_> =
+        msgs.iter().filter_map(|m| if let RtnlMessage::Link(l) = m { Some(l) } else { None }).collect();
     let names: Vec<&str> = links.iter().map(|l| l.name.as_str()).collect();
     assert_eq!(names, vec!["lo", "cap0p", "cap0"]);
     assert!(links.iter().all(|l| l.up));
@@ -62,14 +63,21 @@ fn multicast_events_in_order() {
     let summary: Vec<String> = msgs
         .iter()
         .filter_map(|m| match m {
-            RtnlMessage::AddrNew(a) if !a.prefix.addr.to_string().starts_with("fe80") => Some(format!("+{}", a.prefix)),
-            RtnlMessage::AddrGone(a) if !a.prefix.addr.to_string().starts_with("fe80") => Some(format!("-{}", a.prefix)),
-            RtnlMessage::Link(l) if l.name == "cap0" => Some(format!("link {} {}", l.name, if l.up { "up" } else { "down" })),
+            RtnlMessage::AddrNew(a) if !a.prefix.addr.to_string().starts_with("fe80") => {
+                Some(format!("+{}", a.prefix))
+            }
+            RtnlMessage::AddrGone(a) if !a.prefix.addr.to_string().starts_with("fe80") => {
+                Some(format!("-{}", a.prefix))
+            }
+            RtnlMessage::Link(l) if l.name == "cap0" => {
+                Some(format!("link {} {}", l.name, if l.up { "up" } else { "down" }))
+            }
             RtnlMessage::LinkGone { .. } => Some("link gone".to_string()),
             _ => None,
         })
         .collect();
-    let pos = |s: &str| summary.iter().position(|x| x == s).unwrap_or_else(|| panic!("{s} not in {summary:?}"));
+    let pos =
+        |s: &str| summary.iter().position(|x| x == s).unwrap_or_else(|| panic!("{s} not in {summary:?}"));
     assert!(pos("+198.51.100.7/24") < pos("-198.51.100.7/24"));
     assert!(pos("+2001:db8:1::7/64") < pos("link cap0 down"));
     assert!(pos("link cap0 down") < pos("link gone"));
@@ -133,7 +141,9 @@ fn capture_inner() {
     }
     let mut buf = vec![0u8; 65536];
     let dump = NlSocket::connect(NlFamily::Route, None, Groups::empty()).unwrap();
-    for (kind, seq, file) in [(DumpKind::Links, 1, "links_dump.bin"), (DumpKind::Addresses, 2, "addrs_dump.bin")] {
+    for (kind, seq, file) in
+        [(DumpKind::Links, 1, "links_dump.bin"), (DumpKind::Addresses, 2, "addrs_dump.bin")]
+    {
         dump.send(dump_request(kind, seq), Msg::empty()).unwrap();
         let mut out = Vec::new();
         loop {
