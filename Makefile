@@ -27,7 +27,7 @@ lint:
 # The whole suite: formatting, lints, unit tests, and the integration tests (root: they
 # create network namespaces).
 test: deps lint
-	$(CARGO) test --all-targets
+	$(CARGO) test
 
 demo: deps build
 	bash tests/demo.sh $(BIN)
