@@ -301,6 +301,89 @@ pub struct ZoneConfig {
     pub networks6_set: Option<String>,
 }
 
+/// Labels to match: `{key: value}` (exact) or `["key=value", "key"]` (a bare key: present).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LabelMatch(pub Vec<(String, Option<String>)>);
+
+impl<'de> Deserialize<'de> for LabelMatch {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Map(BTreeMap<String, String>),
+            List(Vec<String>),
+        }
+        Ok(LabelMatch(match Raw::deserialize(d)? {
+            Raw::Map(m) => m.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+            Raw::List(l) => l
+                .into_iter()
+                .map(|item| match item.split_once('=') {
+                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                    None => (item, None),
+                })
+                .collect(),
+        }))
+    }
+}
+
+/// Which containers a docker set takes; every given criterion must hold.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerMatch {
+    #[serde(default)]
+    pub labels: LabelMatch,
+    /// Globs (`*`, `?`) on the container name.
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// The container must be on one of these networks; only their addresses are used.
+    #[serde(default)]
+    pub networks: Vec<String>,
+    #[serde(default)]
+    pub compose_project: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DockerSetConfig {
+    #[serde(default)]
+    pub table: Option<TableRef>,
+    #[serde(default, deserialize_with = "opt_nft_name")]
+    pub ipv4_set: Option<String>,
+    #[serde(default, deserialize_with = "opt_nft_name")]
+    pub ipv6_set: Option<String>,
+    #[serde(default, rename = "match")]
+    pub matcher: ContainerMatch,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DockerConfig {
+    /// Engine socket; default `$DOCKER_HOST` (unix://) or /var/run/docker.sock.
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
+    #[serde(default)]
+    pub sets: Vec<DockerSetConfig>,
+    /// Published ports into the owned table's DNAT map.
+    #[serde(default)]
+    pub publish: bool,
+}
+
+pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
+
+impl DockerConfig {
+    /// The socket to use: the config's, else `$DOCKER_HOST` when it is `unix://...`, else
+    /// the default.
+    pub fn socket_path(&self, docker_host: Option<String>) -> PathBuf {
+        if let Some(s) = &self.socket {
+            return s.clone();
+        }
+        match docker_host.as_deref().and_then(|h| h.strip_prefix("unix://")) {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => PathBuf::from(DEFAULT_DOCKER_SOCKET),
+        }
+    }
+}
+
 /// The file as written.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -315,6 +398,8 @@ struct RawConfig {
     interfaces: Vec<InterfaceConfig>,
     #[serde(default)]
     zones: BTreeMap<String, ZoneConfig>,
+    #[serde(default)]
+    docker: Option<DockerConfig>,
     // rust-network-mgr's top-level keys.
     #[serde(default)]
     socket_path: Option<PathBuf>,
@@ -333,6 +418,8 @@ pub struct Config {
     pub nftables: NftablesConfig,
     pub interfaces: Vec<InterfaceConfig>,
     pub zones: BTreeMap<String, ZoneConfig>,
+    /// `None`: no Docker integration (the section is absent).
+    pub docker: Option<DockerConfig>,
     /// Things worth a warning that do not stop netmgrd (ignored legacy keys).
     pub warnings: Vec<String>,
 }
@@ -419,35 +506,54 @@ impl Config {
             nftables: raw.nftables,
             interfaces: raw.interfaces,
             zones: raw.zones,
+            docker: raw.docker,
             warnings,
         };
-        // Two zones must not write the same set: each would delete the other's elements.
-        let mut owners: BTreeMap<(TableRef, String), String> = BTreeMap::new();
-        for zone in config.zone_names() {
-            let sets = config.zone_sets(&zone);
-            let names = [
-                Some(&sets.ipv4_set),
-                Some(&sets.ipv6_set),
-                sets.networks4_set.as_ref(),
-                sets.networks6_set.as_ref(),
-            ];
-            for name in names.into_iter().flatten() {
-                if let Some(other) = owners.insert((sets.table.clone(), name.clone()), zone.clone()) {
-                    if other != zone {
-                        let (line, column) = locate(text, name, 0);
-                        return Err(parse_error(
-                            line,
-                            column,
-                            format!(
-                                "set `{name}` in table `{}` is used by zones `{other}` and `{zone}`",
-                                sets.table
-                            ),
-                        ));
-                    }
+        if let Some(d) = &config.docker {
+            for (i, set) in d.sets.iter().enumerate() {
+                if set.ipv4_set.is_none() && set.ipv6_set.is_none() {
+                    let (line, column) = locate(text, "sets", 0);
+                    return Err(parse_error(
+                        line,
+                        column,
+                        format!("docker.sets[{i}]: give ipv4_set, ipv6_set or both"),
+                    ));
                 }
             }
         }
+        // Two owners must not write the same set: each would delete the other's elements.
+        let mut owners: BTreeMap<(TableRef, String), String> = BTreeMap::new();
+        for (owner, table, name) in config.set_owners() {
+            if let Some(other) = owners.insert((table.clone(), name.clone()), owner.clone()) {
+                let (line, column) = locate(text, &name, 1);
+                return Err(parse_error(
+                    line,
+                    column,
+                    format!("set `{name}` in table `{table}` is used by both `{other}` and `{owner}`"),
+                ));
+            }
+        }
         Ok(config)
+    }
+
+    /// (owner, table, set name) of every managed set: `zone NAME` or `docker.sets[i]`.
+    fn set_owners(&self) -> Vec<(String, TableRef, String)> {
+        let mut out = Vec::new();
+        for zone in self.zone_names() {
+            let s = self.zone_sets(&zone);
+            let names =
+                [Some(&s.ipv4_set), Some(&s.ipv6_set), s.networks4_set.as_ref(), s.networks6_set.as_ref()];
+            for name in names.into_iter().flatten() {
+                out.push((format!("zone {zone}"), s.table.clone(), name.clone()));
+            }
+        }
+        for (i, d) in self.docker.iter().flat_map(|d| d.sets.iter()).enumerate() {
+            let table = d.table.clone().unwrap_or_else(|| self.nftables.table.clone());
+            for name in [&d.ipv4_set, &d.ipv6_set].into_iter().flatten() {
+                out.push((format!("docker.sets[{i}]"), table.clone(), name.clone()));
+            }
+        }
+        out
     }
 
     /// Every zone: those declared under `zones:` and those named by an interface.
@@ -661,7 +767,29 @@ mod tests {
     #[test]
     fn two_zones_cannot_share_a_set() {
         let e = err("zones:\n  a: { ipv4_set: shared }\n  b: { ipv4_set: shared }\n");
-        assert!(e.contains("used by zones `a` and `b`"), "{e}");
+        assert!(e.contains("used by both `zone a` and `zone b`"), "{e}");
+        let e = err("interfaces: [{ name: eth0, zone: web }]\ndocker:\n  sets: [{ ipv4_set: web_ips }]\n");
+        assert!(e.contains("used by both `zone web` and `docker.sets[0]`"), "{e}");
+    }
+
+    #[test]
+    fn docker_section() {
+        let text = "docker:\n  sets:\n    - ipv4_set: web4\n      ipv6_set: web6\n      match: { labels: { app: web }, names: [\"web-*\"], networks: [front] }\n    - ipv4_set: db4\n      table: ip other\n      match: { labels: [tier, \"env=prod\"], compose_project: shop }\n  publish: true\n";
+        let c = parse(text).unwrap();
+        let d = c.docker.as_ref().unwrap();
+        assert!(d.publish);
+        assert_eq!(d.sets[0].matcher.labels.0, vec![("app".to_string(), Some("web".to_string()))]);
+        assert_eq!(
+            d.sets[1].matcher.labels.0,
+            vec![("tier".to_string(), None), ("env".to_string(), Some("prod".to_string()))]
+        );
+        assert_eq!(d.socket_path(Some("unix:///tmp/d.sock".into())), PathBuf::from("/tmp/d.sock"));
+        assert_eq!(d.socket_path(Some("tcp://1.2.3.4:2375".into())), PathBuf::from(DEFAULT_DOCKER_SOCKET));
+        assert!(parse("").unwrap().docker.is_none());
+        let e = err("docker:\n  sets:\n    - { table: inet filter }\n");
+        assert!(e.contains("give ipv4_set, ipv6_set or both"), "{e}");
+        let e = err("docker:\n  sets: [{ ipv4_set: a, match: { nmes: [x] } }]\n");
+        assert!(e.contains("did you mean `names`"), "{e}");
     }
 
     #[test]

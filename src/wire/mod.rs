@@ -1,4 +1,6 @@
 //! Pure parsers and encoders for the bytes sources read and write.
 pub mod control;
+pub mod docker;
+pub mod http;
 pub mod netlink;
 pub mod rtnetlink;

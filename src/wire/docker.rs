@@ -1,0 +1,291 @@
+//! Docker Engine API JSON shapes: `/version`, `/containers/json`, `/containers/{id}/json` and
+//! `/events` lines, read leniently (missing fields are empty, not errors). No I/O here.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// API versions this client speaks (1.24: Docker 1.12, 2016, has event filters and
+/// everything read here).
+pub const OUR_MIN_API: ApiVersion = ApiVersion(1, 24);
+pub const OUR_MAX_API: ApiVersion = ApiVersion(1, 45);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ApiVersion(pub u32, pub u32);
+
+impl fmt::Display for ApiVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.0, self.1)
+    }
+}
+
+impl ApiVersion {
+    pub fn parse(s: &str) -> Option<ApiVersion> {
+        let (a, b) = s.trim().split_once('.')?;
+        Some(ApiVersion(a.parse().ok()?, b.parse().ok()?))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DockerError(pub String);
+
+impl fmt::Display for DockerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn json(body: &[u8], what: &str) -> Result<Value, DockerError> {
+    serde_json::from_slice(body).map_err(|e| DockerError(format!("{what}: invalid JSON: {e}")))
+}
+
+/// The highest version both sides support, from an unversioned `GET /version`.
+pub fn negotiate(version_body: &[u8]) -> Result<ApiVersion, DockerError> {
+    let v = json(version_body, "/version")?;
+    let engine_max = v["ApiVersion"]
+        .as_str()
+        .and_then(ApiVersion::parse)
+        .ok_or_else(|| DockerError("/version: no ApiVersion".into()))?;
+    let engine_min = v["MinAPIVersion"].as_str().and_then(ApiVersion::parse).unwrap_or(ApiVersion(1, 12));
+    let chosen = engine_max.min(OUR_MAX_API);
+    if chosen < engine_min || chosen < OUR_MIN_API {
+        return Err(DockerError(format!(
+            "no common API version: engine {engine_min}..{engine_max}, netmgrd {OUR_MIN_API}..{OUR_MAX_API}"
+        )));
+    }
+    Ok(chosen)
+}
+
+/// Ids of the running containers from `GET /containers/json`.
+pub fn parse_list(body: &[u8]) -> Result<Vec<String>, DockerError> {
+    let v = json(body, "/containers/json")?;
+    let list = v.as_array().ok_or_else(|| DockerError("/containers/json: not a list".into()))?;
+    Ok(list.iter().filter_map(|c| c["Id"].as_str().map(str::to_string)).collect())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn parse(s: &str) -> Option<Proto> {
+        match s {
+            "tcp" => Some(Proto::Tcp),
+            "udp" => Some(Proto::Udp),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+/// One published port: host side (optionally bound to one address) -> container port.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortMap {
+    pub host_ip: Option<IpAddr>,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub proto: Proto,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetAddrs {
+    pub ipv4: Option<Ipv4Addr>,
+    pub ipv6: Option<Ipv6Addr>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Container {
+    pub id: String,
+    /// Without the leading `/` Docker puts there.
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// Per network name.
+    pub networks: BTreeMap<String, NetAddrs>,
+    pub ports: Vec<PortMap>,
+    /// Running and not paused: only such containers count.
+    pub active: bool,
+}
+
+impl Container {
+    pub fn compose_project(&self) -> Option<&str> {
+        self.labels.get("com.docker.compose.project").map(String::as_str)
+    }
+}
+
+/// The `netmgrd.publish` label: `HOSTPORT:PORT[/PROTO],...`.
+pub fn parse_publish_label(text: &str) -> Result<Vec<PortMap>, String> {
+    text.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|item| {
+            let item = item.trim();
+            let (ports, proto) = match item.split_once('/') {
+                Some((p, proto)) => (
+                    p,
+                    Proto::parse(proto).ok_or_else(|| format!("`{item}`: protocol must be tcp or udp"))?,
+                ),
+                None => (item, Proto::Tcp),
+            };
+            let (host, cont) =
+                ports.split_once(':').ok_or_else(|| format!("`{item}`: expected HOSTPORT:PORT"))?;
+            let port = |s: &str| s.trim().parse::<u16>().ok().filter(|p| *p > 0);
+            Ok(PortMap {
+                host_ip: None,
+                host_port: port(host).ok_or_else(|| format!("`{item}`: bad host port"))?,
+                container_port: port(cont).ok_or_else(|| format!("`{item}`: bad container port"))?,
+                proto,
+            })
+        })
+        .collect()
+}
+
+/// A container from `GET /containers/{id}/json`.
+pub fn parse_inspect(body: &[u8]) -> Result<Container, DockerError> {
+    let v = json(body, "container inspect")?;
+    let id = v["Id"].as_str().ok_or_else(|| DockerError("container inspect: no Id".into()))?.to_string();
+    let name = v["Name"].as_str().unwrap_or("").trim_start_matches('/').to_string();
+    let labels: BTreeMap<String, String> = v["Config"]["Labels"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect())
+        .unwrap_or_default();
+    let state = &v["State"];
+    let active = state["Running"].as_bool().unwrap_or(false) && !state["Paused"].as_bool().unwrap_or(false);
+    let mut networks = BTreeMap::new();
+    if let Some(nets) = v["NetworkSettings"]["Networks"].as_object() {
+        for (net, n) in nets {
+            let ipv4 = n["IPAddress"].as_str().and_then(|s| s.parse().ok());
+            let ipv6 = n["GlobalIPv6Address"].as_str().and_then(|s| s.parse().ok());
+            networks.insert(net.clone(), NetAddrs { ipv4, ipv6 });
+        }
+    }
+    let mut ports = Vec::new();
+    if let Some(map) = v["NetworkSettings"]["Ports"].as_object() {
+        for (key, bindings) in map {
+            let (port, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
+            let (Some(container_port), Some(proto)) = (port.parse::<u16>().ok(), Proto::parse(proto)) else {
+                continue; // sctp or a malformed key
+            };
+            for b in bindings.as_array().into_iter().flatten() {
+                let Some(host_port) = b["HostPort"].as_str().and_then(|p| p.parse::<u16>().ok()) else {
+                    continue;
+                };
+                let host_ip = b["HostIp"]
+                    .as_str()
+                    .and_then(|s| s.parse::<IpAddr>().ok())
+                    .filter(|a| !a.is_unspecified());
+                // An IPv6 wildcard binding ("::") maps IPv6 traffic only; keep the family.
+                let host_ip = match (host_ip, b["HostIp"].as_str()) {
+                    (None, Some("::")) => Some(IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+                    (ip, _) => ip,
+                };
+                ports.push(PortMap { host_ip, host_port, container_port, proto });
+            }
+        }
+    }
+    if let Some(text) = labels.get("netmgrd.publish") {
+        match parse_publish_label(text) {
+            Ok(extra) => ports.extend(extra),
+            Err(e) => log::warn!("container {name}: label netmgrd.publish: {e}"),
+        }
+    }
+    ports.sort();
+    ports.dedup();
+    Ok(Container { id, name, labels, networks, ports, active })
+}
+
+/// What an event line asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EngineEvent {
+    /// Look at this container again (start, unpause, network connect/disconnect).
+    Inspect(String),
+    /// The container stopped counting (die, stop, destroy, pause).
+    Gone(String),
+    Ignored,
+}
+
+pub fn parse_event(line: &[u8]) -> Result<EngineEvent, DockerError> {
+    let v = json(line, "event")?;
+    let kind = v["Type"].as_str().unwrap_or("container");
+    // Actions may carry a suffix ("health_status: healthy", "exec_start: sh").
+    let action = v["Action"].as_str().or_else(|| v["status"].as_str()).unwrap_or("");
+    let action = action.split(':').next().unwrap_or("").trim();
+    let actor = &v["Actor"];
+    let id = actor["ID"].as_str().or_else(|| v["id"].as_str()).unwrap_or("");
+    Ok(match (kind, action) {
+        ("container", "start" | "unpause" | "restart") if !id.is_empty() => EngineEvent::Inspect(id.into()),
+        ("container", "die" | "stop" | "destroy" | "pause") if !id.is_empty() => EngineEvent::Gone(id.into()),
+        ("network", "connect" | "disconnect") => match actor["Attributes"]["container"].as_str() {
+            Some(c) if !c.is_empty() => EngineEvent::Inspect(c.into()),
+            _ => EngineEvent::Ignored,
+        },
+        _ => EngineEvent::Ignored,
+    })
+}
+
+/// The `/events` query: containers and networks only.
+pub fn events_path(version: ApiVersion) -> String {
+    let filters = r#"{"type":["container","network"]}"#;
+    format!("/v{version}/events?filters={}", super::http::url_encode(filters))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation() {
+        assert_eq!(negotiate(br#"{"ApiVersion":"1.41","MinAPIVersion":"1.12"}"#), Ok(ApiVersion(1, 41)));
+        assert_eq!(negotiate(br#"{"ApiVersion":"1.99","MinAPIVersion":"1.24"}"#), Ok(OUR_MAX_API));
+        assert!(negotiate(br#"{"ApiVersion":"1.99","MinAPIVersion":"1.50"}"#).is_err());
+        assert!(negotiate(br#"{"ApiVersion":"1.20"}"#).is_err());
+        assert!(negotiate(b"not json").is_err());
+        assert!(negotiate(b"{}").is_err());
+    }
+
+    #[test]
+    fn events() {
+        let e = |s: &str| parse_event(s.as_bytes()).unwrap();
+        assert_eq!(
+            e(r#"{"Type":"container","Action":"start","Actor":{"ID":"abc"}}"#),
+            EngineEvent::Inspect("abc".into())
+        );
+        assert_eq!(
+            e(r#"{"status":"die","id":"abc","Type":"container","Action":"die","Actor":{"ID":"abc"}}"#),
+            EngineEvent::Gone("abc".into())
+        );
+        assert_eq!(
+            e(r#"{"Type":"container","Action":"health_status: healthy","Actor":{"ID":"abc"}}"#),
+            EngineEvent::Ignored
+        );
+        assert_eq!(
+            e(r#"{"Type":"container","Action":"exec_start: sh","Actor":{"ID":"abc"}}"#),
+            EngineEvent::Ignored
+        );
+        assert_eq!(
+            e(
+                r#"{"Type":"network","Action":"disconnect","Actor":{"ID":"net1","Attributes":{"container":"abc","name":"br"}}}"#
+            ),
+            EngineEvent::Inspect("abc".into())
+        );
+        assert_eq!(e(r#"{"Type":"network","Action":"create","Actor":{"ID":"n"}}"#), EngineEvent::Ignored);
+        assert!(parse_event(b"{\"Type\":").is_err());
+    }
+
+    #[test]
+    fn publish_label() {
+        let p = parse_publish_label("8080:80, 5353:53/udp").unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[1].proto, Proto::Udp);
+        assert!(parse_publish_label("80").is_err());
+        assert!(parse_publish_label("0:80").is_err());
+        assert!(parse_publish_label("80:80/sctp").is_err());
+    }
+}
