@@ -4,7 +4,7 @@
 use crate::config::{Config, OnExit};
 use crate::diff::{self, Applied, SetChange};
 use crate::elements::{SetId, SetKind};
-use crate::event::{Event, SignalKind};
+use crate::event::{EngineStatus, Event, SignalKind};
 use crate::event_loop::{Handler, Outgoing};
 use crate::nft::{Nft, NftError};
 use crate::observed::Observed;
@@ -28,6 +28,15 @@ pub struct ConfigSource {
     pub path: PathBuf,
     /// `--log-level` wins over the file.
     pub log_level_override: Option<log::LevelFilter>,
+    /// `$DOCKER_HOST` as netmgrd started with it.
+    pub docker_host: Option<String>,
+}
+
+impl ConfigSource {
+    /// The Engine socket for a config, `None` when Docker is off.
+    pub fn docker_socket(&self, config: &Config) -> Option<PathBuf> {
+        config.docker.as_ref().map(|d| d.socket_path(self.docker_host.clone()))
+    }
 }
 
 pub struct Daemon {
@@ -39,6 +48,7 @@ pub struct Daemon {
     health: BTreeMap<SetId, Health>,
     started: Instant,
     last_error: Option<String>,
+    engine: Option<EngineStatus>,
     pub reloads: u64,
 }
 
@@ -54,6 +64,7 @@ impl Daemon {
             health: BTreeMap::new(),
             started: Instant::now(),
             last_error: None,
+            engine: None,
             reloads: 0,
         };
         d.refresh_all_sets();
@@ -117,7 +128,12 @@ impl Daemon {
             return;
         }
         let desired = self.desired();
-        let changes = diff::diff(&desired, &self.applied);
+        let mut changes = diff::diff(&desired, &self.applied);
+        // Containers not known yet are not containers gone: leave docker sets alone until
+        // the first full sync.
+        if !self.observed.docker_ready {
+            changes.retain(|c| !plan::is_docker_set(&self.config, &c.set));
+        }
         if changes.is_empty() {
             return;
         }
@@ -166,8 +182,16 @@ impl Daemon {
         diff::record(&mut self.applied, desired, changes);
     }
 
-    fn reload(&mut self) -> Result<(), String> {
+    fn reload(&mut self, out: &mut Vec<Outgoing>) -> Result<(), String> {
         let config = Config::load(&self.source.path).map_err(|e| e.to_string())?;
+        let docker = self.source.docker_socket(&config);
+        if docker != self.source.docker_socket(&self.config) {
+            // A different Engine (or none): what was known of containers no longer holds.
+            self.observed.containers.clear();
+            self.observed.docker_ready = false;
+            self.engine = None;
+            out.push(Outgoing::DockerSocket(docker));
+        }
         if config.control != self.config.control {
             log::warn!("control socket settings changed; they take effect at the next restart");
         }
@@ -199,6 +223,7 @@ impl Daemon {
             Request::Ping => reply_ok(json!("pong")),
             Request::Status => reply_ok(self.status()),
             Request::Sets => reply_ok(self.sets()),
+            Request::Containers => reply_ok(self.containers()),
             Request::Help => {
                 reply_ok(COMMANDS.iter().map(|(c, d)| json!({"command": c, "does": d})).collect())
             }
@@ -210,6 +235,25 @@ impl Daemon {
     pub fn status(&self) -> Value {
         let mut zones = serde_json::Map::new();
         let managed = managed_sets(&self.config);
+        let docker = self.config.docker.as_ref().map(|_| {
+            let e = self.engine.clone().unwrap_or_default();
+            let sets: Vec<Value> = managed
+                .iter()
+                .filter(|(owner, _)| owner == plan::DOCKER_OWNER)
+                .map(|(_, s)| self.set_json(s, false))
+                .collect();
+            json!({
+                "state": e.state,
+                "socket": e.socket,
+                "api_version": e.api_version,
+                "error": e.error,
+                "reconnects": e.reconnects,
+                "last_event_unix": e.last_event_unix,
+                "synced": self.observed.docker_ready,
+                "containers": self.observed.containers.len(),
+                "sets": sets,
+            })
+        });
         for zone in self.config.zone_names() {
             let interfaces: Vec<Value> = self
                 .config
@@ -240,6 +284,7 @@ impl Daemon {
             "config": self.source.path.display().to_string(),
             "ready": self.observed.net_ready,
             "zones": zones,
+            "docker": docker,
             "nft_batches": self.nft.batches_sent,
             "reloads": self.reloads,
             "last_error": self.last_error,
@@ -268,6 +313,52 @@ impl Daemon {
                 json!(elems.map(|e| e.iter().map(|x| x.to_string()).collect::<Vec<_>>()).unwrap_or_default());
         }
         v
+    }
+
+    /// Tracked containers, each with the docker sets its addresses are in.
+    pub fn containers(&self) -> Value {
+        let desired = self.desired();
+        let docker_sets: Vec<(&SetId, _)> =
+            desired.iter().filter(|(s, _)| plan::is_docker_set(&self.config, s)).collect();
+        self.observed
+            .containers
+            .values()
+            .map(|c| {
+                let networks: serde_json::Map<String, Value> = c
+                    .networks
+                    .iter()
+                    .map(|(n, a)| (n.clone(), json!({ "ipv4": a.ipv4, "ipv6": a.ipv6 })))
+                    .collect();
+                let ports: Vec<String> = c
+                    .ports
+                    .iter()
+                    .map(|p| match p.host_ip {
+                        Some(ip) => format!("{ip}:{}->{}/{}", p.host_port, p.container_port, p.proto.name()),
+                        None => format!("{}->{}/{}", p.host_port, p.container_port, p.proto.name()),
+                    })
+                    .collect();
+                let addrs: Vec<crate::elements::Elem> = c
+                    .networks
+                    .values()
+                    .flat_map(|a| {
+                        a.ipv4.map(std::net::IpAddr::V4).into_iter().chain(a.ipv6.map(std::net::IpAddr::V6))
+                    })
+                    .map(crate::elements::Elem::Addr)
+                    .collect();
+                let sets: Vec<String> = docker_sets
+                    .iter()
+                    .filter(|(_, elems)| addrs.iter().any(|a| elems.contains(a)))
+                    .map(|(s, _)| s.to_string())
+                    .collect();
+                json!({
+                    "name": c.name,
+                    "id": c.id.chars().take(12).collect::<String>(),
+                    "networks": networks,
+                    "ports": ports,
+                    "sets": sets,
+                })
+            })
+            .collect()
     }
 
     pub fn sets(&self) -> Value {
@@ -314,7 +405,7 @@ impl Handler for Daemon {
             match ev {
                 Event::Signal(SignalKind::Stop) => stop = true,
                 Event::Signal(SignalKind::Reload) => {
-                    if let Err(e) = self.reload() {
+                    if let Err(e) = self.reload(&mut out) {
                         log::error!("reload failed, keeping the running config: {e}");
                         self.last_error = Some(e);
                     }
@@ -322,7 +413,7 @@ impl Handler for Daemon {
                 Event::Signal(SignalKind::Child) => {
                     crate::sys::fd::reap_children();
                 }
-                Event::Control { client, request: Request::Reload } => match self.reload() {
+                Event::Control { client, request: Request::Reload } => match self.reload(&mut out) {
                     Ok(()) => requests.push((client, Request::Reload)),
                     Err(e) => {
                         log::error!("reload failed, keeping the running config: {e}");
@@ -337,6 +428,7 @@ impl Handler for Daemon {
                 }
                 Event::Control { client, request } => requests.push((client, request)),
                 Event::NetResyncing => {}
+                Event::Engine(status) => self.engine = Some(status),
                 net => {
                     if self.observed.apply(&net) {
                         log::debug!("{net:?}");

@@ -2,6 +2,7 @@
 
 use crate::prefix::IpPrefix;
 use crate::wire::control::Request;
+use crate::wire::docker::Container;
 
 /// A network interface as rtnetlink reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +22,19 @@ pub struct Address {
     pub scope: u8,
     /// `IFA_F_*` flags (from `IFA_FLAGS` when present, else `ifa_flags`).
     pub flags: u32,
+}
+
+/// The Docker Engine connection as the source sees it, for `status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EngineStatus {
+    /// `connecting`, `syncing`, `connected` or `disconnected`.
+    pub state: &'static str,
+    pub socket: String,
+    pub api_version: Option<String>,
+    pub error: Option<String>,
+    pub reconnects: u64,
+    /// Unix time of the last event line from the Engine.
+    pub last_event_unix: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +60,13 @@ pub enum Event {
     AddrRemoved(Address),
     /// The rtnetlink source lost events (`ENOBUFS`) and is dumping again.
     NetResyncing,
+    /// Every running container after a full Docker sync: replaces what was known.
+    DockerSnapshot(Vec<Container>),
+    /// A container started, changed networks, or was re-inspected.
+    ContainerUp(Container),
+    /// A container stopped, paused, was removed, or vanished.
+    ContainerGone(String),
+    Engine(EngineStatus),
     /// One request line from a control-socket client.
     Control {
         client: u64,

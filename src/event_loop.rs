@@ -13,6 +13,8 @@ pub enum Outgoing {
     Reply { client: u64, line: String },
     /// Dump links and addresses again.
     NetResync,
+    /// The Docker Engine socket to use after a (re)load; `None` turns Docker off.
+    DockerSocket(Option<std::path::PathBuf>),
 }
 
 /// One input of the loop: owns its fds, turns readiness into events.

@@ -26,6 +26,7 @@ pub mod elements;
 pub mod event;
 pub mod event_loop;
 pub mod logging;
+pub mod matching;
 pub mod nft;
 pub mod observed;
 pub mod plan;

@@ -4,7 +4,9 @@ use netmgrd::config::{self, Config, LogLevel, LogTarget};
 use netmgrd::daemon::{set_log_level, ConfigSource, Daemon};
 use netmgrd::event_loop::{self, Source};
 use netmgrd::nft::Nft;
-use netmgrd::sources::{control::ControlSource, rtnetlink::RtnlSource, signals::SignalSource};
+use netmgrd::sources::{
+    control::ControlSource, docker::DockerSource, rtnetlink::RtnlSource, signals::SignalSource,
+};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -22,7 +24,7 @@ usage:
   netmgrd --version | --help
 
 config lookup: --config, $NETMGRD_CONFIG, $RUST_NETWORK_MGR_CONFIG, /etc/netmgrd/config.yaml
-ctl commands: ping, status, reload, sets, resync, help
+ctl commands: ping, status, reload, sets, resync, containers, help
 exit codes: 0 ok, 1 failure (invalid config, reply not ok, runtime error), 2 usage error";
 
 #[derive(Default)]
@@ -181,8 +183,12 @@ fn run(args: Args) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail("cannot start", &e),
     };
-    let source =
-        ConfigSource { path: path.clone(), log_level_override: args.log_level.map(|l| l.to_filter()) };
+    let source = ConfigSource {
+        path: path.clone(),
+        log_level_override: args.log_level.map(|l| l.to_filter()),
+        docker_host: std::env::var("DOCKER_HOST").ok(),
+    };
+    let docker = DockerSource::new(source.docker_socket(&config));
     set_log_level(&config, &source);
     log::info!(
         "netmgrd {} started: config {}, control {}",
@@ -191,7 +197,8 @@ fn run(args: Args) -> ExitCode {
         config.control.socket.display()
     );
     let mut daemon = Daemon::new(config, source, nft);
-    let mut sources: Vec<Box<dyn Source>> = vec![Box::new(signals), Box::new(rtnl), Box::new(control)];
+    let mut sources: Vec<Box<dyn Source>> =
+        vec![Box::new(signals), Box::new(rtnl), Box::new(control), Box::new(docker)];
     match event_loop::run(&mut sources, &mut daemon) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail("event loop", &e),
@@ -304,6 +311,31 @@ fn render(command: &str, r: &Value) -> String {
                     }
                 }
             }
+            if r["docker"].is_object() {
+                let d = &r["docker"];
+                out.push_str(&format!(
+                    "docker {} ({}), API {}, {} container(s), {} reconnect(s){}\n",
+                    s(&d["state"]),
+                    s(&d["socket"]),
+                    s(&d["api_version"]),
+                    d["containers"],
+                    d["reconnects"],
+                    if d["error"].is_null() {
+                        String::new()
+                    } else {
+                        format!(", last error: {}", s(&d["error"]))
+                    }
+                ));
+                for set in d["sets"].as_array().into_iter().flatten() {
+                    out.push_str(&format!(
+                        "  set {} ({}): {} element(s), {}\n",
+                        s(&set["set"]),
+                        s(&set["type"]),
+                        set["elements"],
+                        s(&set["health"])
+                    ));
+                }
+            }
             out.push_str(&format!(
                 "nft batches: {}, reloads: {}, last error: {}",
                 r["nft_batches"],
@@ -324,6 +356,34 @@ fn render(command: &str, r: &Value) -> String {
                     s(&set["zone"]),
                     s(&set["health"]),
                     elems.join(" ")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        "containers" => r
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                let nets: Vec<String> = c["networks"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(n, a)| {
+                        let ips: Vec<String> =
+                            [&a["ipv4"], &a["ipv6"]].into_iter().filter(|v| !v.is_null()).map(s).collect();
+                        format!("{n}={}", ips.join(","))
+                    })
+                    .collect();
+                let list =
+                    |v: &Value| v.as_array().into_iter().flatten().map(s).collect::<Vec<_>>().join(" ");
+                format!(
+                    "{} {} nets: {} ports: {} sets: {}",
+                    s(&c["name"]),
+                    s(&c["id"]),
+                    nets.join(" "),
+                    list(&c["ports"]),
+                    list(&c["sets"])
                 )
             })
             .collect::<Vec<_>>()

@@ -1,6 +1,7 @@
 //! `Observed`: what netmgrd currently knows of the world, and how each event updates it.
 
 use crate::event::{Address, Event, Link};
+use crate::wire::docker::Container;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -12,6 +13,10 @@ pub struct Observed {
     pub addrs: BTreeMap<u32, BTreeMap<IpAddr, Address>>,
     /// False until the first complete rtnetlink dump: planning before that would empty sets.
     pub net_ready: bool,
+    /// Running containers by id (paused and stopped ones are not here).
+    pub containers: BTreeMap<String, Container>,
+    /// False until the first full Docker sync: until then docker sets are left alone.
+    pub docker_ready: bool,
 }
 
 impl Observed {
@@ -44,7 +49,20 @@ impl Observed {
                 }
                 removed
             }
-            Event::NetResyncing | Event::Control { .. } | Event::Signal(_) => false,
+            Event::DockerSnapshot(list) => {
+                let fresh: BTreeMap<String, Container> =
+                    list.iter().filter(|c| c.active).map(|c| (c.id.clone(), c.clone())).collect();
+                let changed = fresh != self.containers || !self.docker_ready;
+                self.containers = fresh;
+                self.docker_ready = true;
+                changed
+            }
+            Event::ContainerUp(c) if c.active => {
+                self.containers.insert(c.id.clone(), c.clone()).as_ref() != Some(c)
+            }
+            Event::ContainerUp(c) => self.containers.remove(&c.id).is_some(),
+            Event::ContainerGone(id) => self.containers.remove(id).is_some(),
+            Event::NetResyncing | Event::Engine(_) | Event::Control { .. } | Event::Signal(_) => false,
         }
     }
 

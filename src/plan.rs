@@ -7,6 +7,7 @@
 use crate::config::Config;
 use crate::elements::{Elem, SetId, SetKind};
 use crate::event::Address;
+use crate::matching;
 use crate::observed::Observed;
 use crate::prefix::IpPrefix;
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,7 +21,30 @@ const IFA_F_TENTATIVE: u32 = 0x40;
 /// Desired elements per managed set (every managed set is present, possibly empty).
 pub type Desired = BTreeMap<SetId, BTreeSet<Elem>>;
 
-/// Every set the config manages, with the zone it belongs to.
+/// The owner name of docker sets in `managed_sets` and `status`.
+pub const DOCKER_OWNER: &str = "docker";
+
+/// Docker sets: (index in `docker.sets`, set, is IPv4).
+fn docker_sets(config: &Config) -> Vec<(usize, SetId)> {
+    let mut out = Vec::new();
+    for (i, d) in config.docker.iter().flat_map(|d| d.sets.iter()).enumerate() {
+        let table = d.table.clone().unwrap_or_else(|| config.nftables.table.clone());
+        if let Some(n) = &d.ipv4_set {
+            out.push((i, SetId { table: table.clone(), name: n.clone(), kind: SetKind::Ipv4Addr }));
+        }
+        if let Some(n) = &d.ipv6_set {
+            out.push((i, SetId { table: table.clone(), name: n.clone(), kind: SetKind::Ipv6Addr }));
+        }
+    }
+    out
+}
+
+/// True for sets filled from containers (left alone until the first Docker sync).
+pub fn is_docker_set(config: &Config, set: &SetId) -> bool {
+    docker_sets(config).iter().any(|(_, s)| s == set)
+}
+
+/// Every set the config manages, with its owner: the zone's name, or `docker`.
 pub fn managed_sets(config: &Config) -> Vec<(String, SetId)> {
     let mut out = Vec::new();
     for zone in config.zone_names() {
@@ -37,6 +61,7 @@ pub fn managed_sets(config: &Config) -> Vec<(String, SetId)> {
             push(n, SetKind::Ipv6Net);
         }
     }
+    out.extend(docker_sets(config).into_iter().map(|(_, s)| (DOCKER_OWNER.to_string(), s)));
     out
 }
 
@@ -53,7 +78,20 @@ pub fn address_counts(a: &Address) -> bool {
 
 pub fn plan(config: &Config, observed: &Observed) -> Desired {
     let mut desired = Desired::new();
-    for (zone, set) in managed_sets(config) {
+    let docker = config.docker.as_ref().map(|d| d.sets.as_slice()).unwrap_or_default();
+    for (i, set) in docker_sets(config) {
+        let m = &docker[i].matcher;
+        let elems = observed
+            .containers
+            .values()
+            .filter(|c| matching::matches(m, c))
+            .flat_map(|c| matching::networks(m, c))
+            .filter_map(|n| if set.kind.is_ipv4() { n.ipv4.map(IpAddr::V4) } else { n.ipv6.map(IpAddr::V6) })
+            .map(Elem::Addr)
+            .collect();
+        desired.insert(set, elems);
+    }
+    for (zone, set) in managed_sets(config).into_iter().filter(|(owner, _)| owner != DOCKER_OWNER) {
         let ifaces = config.zone_interfaces(&zone);
         let counted: Vec<&Address> = ifaces
             .iter()
@@ -165,6 +203,40 @@ mod tests {
         let d = plan(&config(CFG), &o);
         assert!(elems(&d, "wan_ips").is_empty());
         assert_eq!(elems(&d, "lan_ips"), vec!["203.0.113.1"]);
+    }
+
+    #[test]
+    fn containers_fill_docker_sets() {
+        use crate::wire::docker::{Container, NetAddrs};
+        let cfg = config(
+            "docker:\n  sets:\n    - { ipv4_set: web4, ipv6_set: web6, match: { labels: { app: web }, networks: [front] } }\n    - { ipv4_set: all4 }\n",
+        );
+        let c = |id: &str, app: &str, nets: &[(&str, &str, Option<&str>)]| Container {
+            id: id.into(),
+            name: id.into(),
+            labels: [("app".to_string(), app.to_string())].into(),
+            networks: nets
+                .iter()
+                .map(|(n, v4, v6)| {
+                    (n.to_string(), NetAddrs { ipv4: v4.parse().ok(), ipv6: v6.and_then(|a| a.parse().ok()) })
+                })
+                .collect(),
+            ports: vec![],
+            active: true,
+        };
+        let mut o = Observed::default();
+        o.apply(&Event::DockerSnapshot(vec![
+            c("a", "web", &[("front", "198.18.1.2", Some("2001:db8:f::2")), ("back", "198.18.2.2", None)]),
+            c("b", "db", &[("back", "198.18.2.3", None)]),
+            Container { active: false, ..c("c", "web", &[("front", "198.18.1.9", None)]) },
+        ]));
+        let d = plan(&cfg, &o);
+        assert_eq!(elems(&d, "web4"), vec!["198.18.1.2"]);
+        assert_eq!(elems(&d, "web6"), vec!["2001:db8:f::2"]);
+        assert_eq!(elems(&d, "all4"), vec!["198.18.1.2", "198.18.2.2", "198.18.2.3"]);
+        let web4 = d.keys().find(|k| k.name == "web4").unwrap();
+        assert!(is_docker_set(&cfg, web4));
+        assert_eq!(managed_sets(&cfg).iter().filter(|(o, _)| o == DOCKER_OWNER).count(), 3);
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub enum Request {
     Reload,
     Sets,
     Resync,
+    Containers,
     Help,
 }
 
@@ -25,6 +26,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("reload", "re-read the config; an invalid one is reported and the old one stays in force"),
     ("sets", "every managed set with its elements"),
     ("resync", "re-read every managed set and re-dump links and addresses, then reconcile"),
+    ("containers", "running containers netmgrd tracks: name, id, addresses per network, ports, sets"),
     ("help", "this list"),
 ];
 
@@ -40,6 +42,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
         "reload" => Request::Reload,
         "sets" => Request::Sets,
         "resync" => Request::Resync,
+        "containers" => Request::Containers,
         "help" => Request::Help,
         _ => {
             let shown: String = cmd.chars().take(64).collect();
