@@ -267,7 +267,11 @@ impl DockerSource {
 
     /// Splits the decoded event stream into lines and handles each.
     fn take_event_lines(&mut self, body: Vec<u8>, events: &mut Vec<Event>) {
+        if body.is_empty() {
+            return;
+        }
         self.event_line.extend_from_slice(&body);
+        let seen_before = self.status.last_event_unix;
         while let Some(pos) = self.event_line.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = self.event_line.drain(..=pos).collect();
             let line = &line[..line.len() - 1];
@@ -282,6 +286,9 @@ impl DockerSource {
                     String::from_utf8_lossy(&line[..line.len().min(120)])
                 ),
             }
+        }
+        if self.status.last_event_unix != seen_before {
+            events.push(Event::Engine(self.status.clone()));
         }
         if self.event_line.len() > MAX_EVENT_LINE {
             log::warn!("docker: event line over {MAX_EVENT_LINE} bytes skipped");

@@ -2,6 +2,8 @@
 //! and deadline-based waits on real kernel state (nft sets, control replies).
 #![allow(dead_code)]
 
+pub mod fake_engine;
+
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};

@@ -1,0 +1,259 @@
+//! Docker integration against a test Engine that speaks real HTTP/1.1 with chunked events.
+//! netmgrd runs in a private network namespace; the Engine socket is a file in the test's
+//! directory.
+
+mod common;
+
+use common::fake_engine::{FakeContainer, FakeEngine};
+use common::*;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+const RULESET: &str = "table inet filter {
+  set web4 { type ipv4_addr; }
+  set web6 { type ipv6_addr; }
+  set front4 { type ipv4_addr; }
+  set shop4 { type ipv4_addr; }
+}
+";
+
+fn config(socket: &std::path::Path) -> String {
+    format!(
+        "docker:
+  socket: {}
+  sets:
+    - ipv4_set: web4
+      ipv6_set: web6
+      match: {{ labels: {{ app: web }}, names: [\"web-*\"] }}
+    - ipv4_set: front4
+      match: {{ networks: [front] }}
+    - ipv4_set: shop4
+      match: {{ compose_project: shop }}
+",
+        socket.display()
+    )
+}
+
+fn elems(ns: &Netns, set: &str) -> BTreeSet<String> {
+    ns.set_elements("inet filter", set).unwrap_or_default()
+}
+
+fn web(name: &str, v4: &str, v6: &str) -> FakeContainer {
+    FakeContainer::new(name, name).label("app", "web").net("back", v4, v6)
+}
+
+fn setup(tag: &str) -> (Netns, FakeEngine) {
+    let ns = Netns::new(tag);
+    ns.nft(RULESET);
+    let engine = FakeEngine::start(&ns.dir.join("docker.sock"));
+    (ns, engine)
+}
+
+fn docker_status(d: &Daemon) -> Value {
+    d.ctl("status")["result"]["docker"].clone()
+}
+
+#[test]
+fn containers_follow_start_stop_pause_destroy_and_matching() {
+    if !have_root() {
+        return;
+    }
+    let (ns, engine) = setup("dk-life");
+    // Running before netmgrd starts: found by the initial sync.
+    engine.put(web("web-1", "198.18.1.2", "2001:db8:b::2"));
+    engine.put(FakeContainer::new("db-1", "db-1").label("app", "db").net("back", "198.18.1.3", ""));
+    engine.put(FakeContainer::new("web-x", "other").label("app", "web").net("back", "198.18.1.4", ""));
+    ns.nft("add element inet filter web4 { 198.51.100.200 }\n");
+    let d = Daemon::start(&ns, &config(&engine.path));
+    assert!(wait_until(WAIT, || elems(&ns, "web4") == set_of(&["198.18.1.2"])), "{}", d.log_text());
+    assert_eq!(elems(&ns, "web6"), set_of(&["2001:db8:b::2"]));
+
+    engine.run(web("web-2", "198.18.1.5", ""));
+    assert!(
+        wait_until(WAIT, || elems(&ns, "web4") == set_of(&["198.18.1.2", "198.18.1.5"])),
+        "{}",
+        d.log_text()
+    );
+    engine.pause("web-1", true);
+    assert!(wait_until(WAIT, || elems(&ns, "web4") == set_of(&["198.18.1.5"])));
+    assert!(wait_until(WAIT, || elems(&ns, "web6").is_empty()));
+    engine.pause("web-1", false);
+    assert!(wait_until(WAIT, || elems(&ns, "web4") == set_of(&["198.18.1.2", "198.18.1.5"])));
+    engine.stop_container("web-2");
+    assert!(wait_until(WAIT, || elems(&ns, "web4") == set_of(&["198.18.1.2"])));
+    engine.remove("web-2");
+    engine.stop_container("web-1");
+    engine.remove("web-1");
+    assert!(wait_until(WAIT, || elems(&ns, "web4").is_empty()), "{}", d.log_text());
+
+    // `health_status: healthy` and friends are ignored (the part before ':' is compared).
+    engine.container_event("health_status: healthy", &engine.id_of("db-1"), "db-1");
+    let st = docker_status(&d);
+    assert_eq!(st["state"], "connected");
+    assert_eq!(st["api_version"], "1.41");
+    assert!(st["last_event_unix"].as_u64().is_some());
+    // Versioned paths after negotiation, and the event filter.
+    let reqs = engine.requests();
+    assert_eq!(reqs[0], "GET /version");
+    assert!(reqs.iter().any(|r| r.starts_with("GET /v1.41/events?filters=%7B%22type%22")), "{reqs:?}");
+}
+
+#[test]
+fn network_connect_and_disconnect_and_compose_project() {
+    if !have_root() {
+        return;
+    }
+    let (ns, engine) = setup("dk-net");
+    let d = Daemon::start(&ns, &config(&engine.path));
+    assert!(wait_until(WAIT, || docker_status(&d)["state"] == "connected"));
+    engine.run(
+        FakeContainer::new("shop-api-1", "shop-api-1").label("com.docker.compose.project", "shop").net(
+            "back",
+            "198.18.2.2",
+            "",
+        ),
+    );
+    assert!(wait_until(WAIT, || elems(&ns, "shop4") == set_of(&["198.18.2.2"])), "{}", d.log_text());
+    assert!(elems(&ns, "front4").is_empty());
+    engine.connect("shop-api-1", "front", "198.18.3.2", "2001:db8:f::2");
+    assert!(wait_until(WAIT, || elems(&ns, "front4") == set_of(&["198.18.3.2"])));
+    assert!(wait_until(WAIT, || elems(&ns, "shop4") == set_of(&["198.18.2.2", "198.18.3.2"])));
+    engine.disconnect("shop-api-1", "front");
+    assert!(wait_until(WAIT, || elems(&ns, "front4").is_empty()));
+    assert!(wait_until(WAIT, || elems(&ns, "shop4") == set_of(&["198.18.2.2"])));
+
+    let list = d.ctl("containers");
+    let c = &list["result"][0];
+    assert_eq!(c["name"], "shop-api-1");
+    assert_eq!(c["networks"]["back"]["ipv4"], "198.18.2.2");
+    assert_eq!(c["sets"][0], "inet filter shop4");
+}
+
+#[test]
+fn engine_restart_mid_stream_reconnects_and_resyncs() {
+    if !have_root() {
+        return;
+    }
+    let (ns, engine) = setup("dk-restart");
+    engine.put(web("web-1", "198.18.4.2", ""));
+    engine.put(web("web-2", "198.18.4.3", ""));
+    let d = Daemon::start(&ns, &config(&engine.path));
+    assert!(wait_until(WAIT, || elems(&ns, "web4") == set_of(&["198.18.4.2", "198.18.4.3"])));
+    // dockerd goes away; while it is gone web-2 stops and web-3 starts, unseen.
+    engine.shutdown();
+    assert!(wait_until(WAIT, || docker_status(&d)["state"] == "disconnected"), "{}", d.log_text());
+    let engine = {
+        let e = FakeEngine::start(&engine.path);
+        e.put(web("web-1", "198.18.4.2", ""));
+        e.put(web("web-3", "198.18.4.4", ""));
+        e
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || elems(&ns, "web4") == set_of(&["198.18.4.2", "198.18.4.4"])),
+        "{}",
+        d.log_text()
+    );
+    let st = docker_status(&d);
+    assert_eq!(st["state"], "connected");
+    assert!(st["reconnects"].as_u64().unwrap() >= 1, "{st}");
+    // And it follows events again.
+    engine.run(web("web-4", "198.18.4.5", ""));
+    assert!(wait_until(WAIT, || elems(&ns, "web4").contains("198.18.4.5")));
+}
+
+#[test]
+fn engine_absent_at_start_then_appearing() {
+    if !have_root() {
+        return;
+    }
+    let ns = Netns::new("dk-absent");
+    ns.nft(RULESET);
+    ns.nft("add element inet filter web4 { 198.51.100.9 }\n");
+    let sock = ns.dir.join("docker.sock");
+    let d = Daemon::start(&ns, &config(&sock));
+    let st = docker_status(&d);
+    assert_eq!(st["state"], "disconnected", "{st}");
+    assert!(st["error"].as_str().unwrap().contains("docker.sock"), "{st}");
+    // Without an Engine nothing is known of containers: docker sets are left alone.
+    assert_eq!(elems(&ns, "web4"), set_of(&["198.51.100.9"]));
+    assert_eq!(d.ctl("ping")["result"], "pong");
+    let engine = FakeEngine::start(&sock);
+    engine.put(web("web-1", "198.18.5.2", ""));
+    assert!(
+        wait_until(Duration::from_secs(10), || elems(&ns, "web4") == set_of(&["198.18.5.2"])),
+        "{}",
+        d.log_text()
+    );
+}
+
+#[test]
+fn malformed_json_and_broken_chunks_are_survived() {
+    if !have_root() {
+        return;
+    }
+    let (ns, engine) = setup("dk-garbage");
+    let d = Daemon::start(&ns, &config(&engine.path));
+    assert!(wait_until(WAIT, || docker_status(&d)["state"] == "connected"));
+    // Two events in one chunk, a garbage line between them, and a chunk boundary inside
+    // a multi-byte UTF-8 name.
+    let a = web("web-1", "198.18.6.2", "");
+    engine.put(a.clone());
+    let start = |id: &str, name: &str| {
+        format!(
+            r#"{{"Type":"container","Action":"start","Actor":{{"ID":"{id}","Attributes":{{"name":"{name}"}}}}}}"#
+        )
+    };
+    let b = FakeContainer::new("c0ffee", "web-ü").label("app", "web").net("back", "198.18.6.3", "");
+    engine.put(b.clone());
+    let both = format!("{}\n{{\"Type\": garbage\n{}\n", start(&a.id, &a.name), start(&b.id, &b.name));
+    let bytes = both.as_bytes();
+    let cut = both.find('ü').unwrap() + 1; // inside the two-byte ü
+    engine.send_chunks(&[&bytes[..cut], &bytes[cut..]]);
+    assert!(
+        wait_until(WAIT, || elems(&ns, "web4") == set_of(&["198.18.6.2", "198.18.6.3"])),
+        "{}",
+        d.log_text()
+    );
+    assert!(d.log_text().contains("docker: event: invalid JSON"), "{}", d.log_text());
+
+    // A broken chunk size: the stream is unusable, so reconnect and resync.
+    engine.send_raw(b"zz\r\nnot hex\r\n".to_vec());
+    assert!(wait_until(WAIT, || d.log_text().contains("bad chunk")), "{}", d.log_text());
+    engine.stop_container("web-1");
+    assert!(
+        wait_until(Duration::from_secs(10), || elems(&ns, "web4") == set_of(&["198.18.6.3"])),
+        "{}",
+        d.log_text()
+    );
+    assert!(docker_status(&d)["reconnects"].as_u64().unwrap() >= 1);
+    assert_eq!(d.ctl("ping")["result"], "pong");
+}
+
+#[test]
+fn reload_turns_docker_on_and_off() {
+    if !have_root() {
+        return;
+    }
+    let (ns, engine) = setup("dk-reload");
+    engine.put(web("web-1", "198.18.8.2", ""));
+    let d = Daemon::start(&ns, "interfaces: []\n");
+    assert!(d.ctl("status")["result"]["docker"].is_null());
+    std::fs::write(&d.config, config(&engine.path)).unwrap();
+    assert_eq!(d.ctl("reload")["ok"], Value::Bool(true));
+    assert!(wait_until(WAIT, || elems(&ns, "web4") == set_of(&["198.18.8.2"])), "{}", d.log_text());
+    std::fs::write(&d.config, "interfaces: []\n").unwrap();
+    assert_eq!(d.ctl("reload")["ok"], Value::Bool(true));
+    assert!(
+        wait_until(WAIT, || elems(&ns, "web4").is_empty()),
+        "sets of a removed docker section are emptied"
+    );
+    // The fake notices a closed stream only when it writes to it.
+    assert!(
+        wait_until(WAIT, || {
+            engine.container_event("noop", "0", "x");
+            engine.subscribers() == 0
+        }),
+        "the event stream is closed"
+    );
+}
