@@ -164,24 +164,13 @@ pub enum DumpKind {
 
 /// A dump request (`NLM_F_REQUEST | NLM_F_DUMP`) for all links or all addresses.
 pub fn dump_request(kind: DumpKind, seq: u32) -> Vec<u8> {
-    let flags = NlmF::REQUEST | NlmF::DUMP;
-    let mut out = Cursor::new(Vec::new());
     // Building these fixed messages cannot fail: every required field is set.
     let result = match kind {
         DumpKind::Links => IfinfomsgBuilder::default()
             .ifi_family(RtAddrFamily::Unspecified)
             .build()
             .map_err(|e| e.to_string())
-            .and_then(|p| {
-                NlmsghdrBuilder::default()
-                    .nl_type(Rtm::Getlink)
-                    .nl_flags(flags)
-                    .nl_seq(seq)
-                    .nl_payload(NlPayload::Payload(p))
-                    .build()
-                    .map_err(|e| e.to_string())
-            })
-            .and_then(|m| m.to_bytes(&mut out).map_err(|e| e.to_string())),
+            .and_then(|p| encode_dump(Rtm::Getlink, p, seq)),
         DumpKind::Addresses => IfaddrmsgBuilder::default()
             .ifa_family(RtAddrFamily::Unspecified)
             .ifa_prefixlen(0)
@@ -189,19 +178,27 @@ pub fn dump_request(kind: DumpKind, seq: u32) -> Vec<u8> {
             .ifa_index(0)
             .build()
             .map_err(|e| e.to_string())
-            .and_then(|p| {
-                NlmsghdrBuilder::default()
-                    .nl_type(Rtm::Getaddr)
-                    .nl_flags(flags)
-                    .nl_seq(seq)
-                    .nl_payload(NlPayload::Payload(p))
-                    .build()
-                    .map_err(|e| e.to_string())
-            })
-            .and_then(|m| m.to_bytes(&mut out).map_err(|e| e.to_string())),
+            .and_then(|p| encode_dump(Rtm::Getaddr, p, seq)),
     };
     debug_assert!(result.is_ok(), "{result:?}");
-    out.into_inner()
+    result.unwrap_or_default()
+}
+
+fn encode_dump<P: neli::Size + ToBytes + fmt::Debug>(
+    ty: Rtm,
+    payload: P,
+    seq: u32,
+) -> Result<Vec<u8>, String> {
+    let msg = NlmsghdrBuilder::default()
+        .nl_type(ty)
+        .nl_flags(NlmF::REQUEST | NlmF::DUMP)
+        .nl_seq(seq)
+        .nl_payload(NlPayload::Payload(payload))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut out = Cursor::new(Vec::new());
+    msg.to_bytes(&mut out).map_err(|e| e.to_string())?;
+    Ok(out.into_inner())
 }
 
 #[cfg(test)]
