@@ -1,12 +1,12 @@
 //! The daemon's state between turns and what a turn does: apply events, answer control
 //! requests, and reconcile once (plan -> diff -> at most one nftables batch).
 
-use crate::config::{Config, OnExit};
+use crate::config::{Config, OnExit, TableRef};
 use crate::diff::{self, Applied, SetChange};
 use crate::elements::{SetId, SetKind};
 use crate::event::{EngineStatus, Event, SignalKind};
 use crate::event_loop::{Handler, Outgoing};
-use crate::nft::{Nft, NftError};
+use crate::nft::{self, Nft, NftError};
 use crate::observed::Observed;
 use crate::plan::{self, managed_sets, Desired};
 use crate::wire::control::{reply_err, reply_ok, Request, COMMANDS};
@@ -67,8 +67,38 @@ impl Daemon {
             engine: None,
             reloads: 0,
         };
+        d.replace_owned_table(None);
         d.refresh_all_sets();
         d
+    }
+
+    /// Builds the owned table the config asks for (atomically replacing a stale one), and
+    /// removes the one a previous config or instance had when it is no longer wanted.
+    fn replace_owned_table(&mut self, previous: Option<&TableRef>) {
+        let wanted = plan::owned_table(&self.config).cloned();
+        let stale = previous.cloned().or_else(|| Some(self.config.nftables.owned_table.clone()));
+        if let Some(old) = stale.filter(|old| Some(old) != wanted.as_ref()) {
+            // Deleting costs a transaction; most starts have nothing to delete.
+            if !self.nft.table_exists(&old).unwrap_or(true) {
+                return self.build_wanted(wanted);
+            }
+            if let Err(e) = nft::delete_owned_table(&mut self.nft, &old) {
+                log::warn!("cannot remove table {old}: {e}");
+            }
+        }
+        self.build_wanted(wanted);
+    }
+
+    fn build_wanted(&mut self, wanted: Option<TableRef>) {
+        if let Some(t) = wanted {
+            match nft::build_owned_table(&mut self.nft, &t) {
+                Ok(()) => log::info!("built table {t}"),
+                Err(e) => {
+                    log::error!("cannot build table {t}: {e}");
+                    self.last_error = Some(format!("table {t}: {e}"));
+                }
+            }
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -111,6 +141,14 @@ impl Daemon {
 
     fn refresh_all_sets(&mut self) {
         let managed: Vec<SetId> = managed_sets(&self.config).into_iter().map(|(_, s)| s).collect();
+        // The owned table is ours: if someone removed it (`nft flush ruleset`), build it again.
+        if let Some(t) = plan::owned_table(&self.config).cloned() {
+            let first = plan::owned_sets(&t).into_iter().next().map(|o| o.id);
+            if let Some(Err(NftError::Missing { .. })) = first.map(|s| self.nft.read_set(&s)) {
+                log::warn!("table {t} is gone; building it again");
+                self.replace_owned_table(Some(&t));
+            }
+        }
         // Sets dropped from the config keep their applied entry so diff can empty them.
         for set in &managed {
             self.refresh_set(set);
@@ -184,6 +222,7 @@ impl Daemon {
 
     fn reload(&mut self, out: &mut Vec<Outgoing>) -> Result<(), String> {
         let config = Config::load(&self.source.path).map_err(|e| e.to_string())?;
+        let old_owned = plan::owned_table(&self.config).cloned();
         let docker = self.source.docker_socket(&config);
         if docker != self.source.docker_socket(&self.config) {
             // A different Engine (or none): what was known of containers no longer holds.
@@ -199,6 +238,11 @@ impl Daemon {
             log::warn!("{w}");
         }
         self.config = config;
+        if plan::owned_table(&self.config) != old_owned.as_ref() {
+            self.replace_owned_table(old_owned.as_ref());
+            // A rebuilt table starts empty: forget what was applied to the old one.
+            self.applied.retain(|s, _| old_owned.as_ref() != Some(&s.table));
+        }
         set_log_level(&self.config, &self.source);
         self.reloads += 1;
         self.refresh_all_sets();
@@ -209,10 +253,20 @@ impl Daemon {
     /// `on_exit: flush` empties every managed set before stopping.
     fn stop(&mut self) {
         if self.config.nftables.on_exit == OnExit::Flush {
-            let changes = diff::flush_all(&self.applied);
+            let owned = plan::owned_table(&self.config).cloned();
+            let changes: Vec<SetChange> = diff::flush_all(&self.applied)
+                .into_iter()
+                .filter(|c| owned.as_ref() != Some(&c.set.table))
+                .collect();
             match self.nft.apply(&changes) {
                 Ok(()) => log::info!("flushed {} managed set(s)", changes.len()),
                 Err(e) => log::error!("flush at exit failed: {e}"),
+            }
+            if let Some(t) = owned {
+                match nft::delete_owned_table(&mut self.nft, &t) {
+                    Ok(()) => log::info!("deleted table {t}"),
+                    Err(e) => log::error!("cannot delete table {t}: {e}"),
+                }
             }
         }
         log::info!("stopping");
@@ -239,7 +293,7 @@ impl Daemon {
             let e = self.engine.clone().unwrap_or_default();
             let sets: Vec<Value> = managed
                 .iter()
-                .filter(|(owner, _)| owner == plan::DOCKER_OWNER)
+                .filter(|(owner, _)| owner == plan::DOCKER_OWNER || owner == plan::PUBLISH_OWNER)
                 .map(|(_, s)| self.set_json(s, false))
                 .collect();
             json!({
@@ -374,12 +428,8 @@ impl Daemon {
 }
 
 fn kind_name(k: SetKind) -> &'static str {
-    match k {
-        SetKind::Ipv4Addr => "ipv4_addr",
-        SetKind::Ipv6Addr => "ipv6_addr",
-        SetKind::Ipv4Net => "ipv4_addr interval",
-        SetKind::Ipv6Net => "ipv6_addr interval",
-    }
+    let d = k.declaration();
+    d.strip_prefix("type ").unwrap_or(d)
 }
 
 /// "+192.0.2.1 -192.0.2.7", or counts when the change is large.

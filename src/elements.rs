@@ -15,6 +15,19 @@ pub enum SetKind {
     Ipv4Net,
     /// `type ipv6_addr; flags interval`: prefixes.
     Ipv6Net,
+    /// Owned map `inet_proto . inet_service : ipv4_addr . inet_service` (published ports).
+    Publish4,
+    /// Owned map `inet_proto . inet_service : ipv6_addr . inet_service`.
+    Publish6,
+    /// Owned map `ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service` (ports
+    /// bound to one host address).
+    PublishBound4,
+    /// Owned map `ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service`.
+    PublishBound6,
+    /// Owned set `ipv4_addr . ipv4_addr` (hairpin: source . destination after DNAT).
+    Pair4,
+    /// Owned set `ipv6_addr . ipv6_addr`.
+    Pair6,
 }
 
 impl SetKind {
@@ -23,7 +36,49 @@ impl SetKind {
     }
 
     pub fn is_ipv4(self) -> bool {
-        matches!(self, SetKind::Ipv4Addr | SetKind::Ipv4Net)
+        matches!(
+            self,
+            SetKind::Ipv4Addr
+                | SetKind::Ipv4Net
+                | SetKind::Publish4
+                | SetKind::PublishBound4
+                | SetKind::Pair4
+        )
+    }
+
+    /// Key and data length in bytes, as the kernel stores them (concatenated fields are
+    /// padded to 4 bytes each).
+    pub fn key_len(self) -> u32 {
+        match self {
+            SetKind::Ipv4Addr | SetKind::Ipv4Net => 4,
+            SetKind::Ipv6Addr | SetKind::Ipv6Net => 16,
+            SetKind::Publish4 | SetKind::Publish6 | SetKind::Pair4 => 8,
+            SetKind::PublishBound4 => 12,
+            SetKind::PublishBound6 => 24,
+            SetKind::Pair6 => 32,
+        }
+    }
+
+    /// `(data type, data length)` for maps.
+    pub fn data(self) -> Option<(u32, u32)> {
+        match self {
+            SetKind::Publish4 | SetKind::PublishBound4 => Some((TYPE_IPV4 << 6 | TYPE_SERVICE, 8)),
+            SetKind::Publish6 | SetKind::PublishBound6 => Some((TYPE_IPV6 << 6 | TYPE_SERVICE, 20)),
+            _ => None,
+        }
+    }
+
+    /// nft's key type number (concatenations: 6 bits per field).
+    pub fn key_type(self) -> u32 {
+        match self {
+            SetKind::Ipv4Addr | SetKind::Ipv4Net => TYPE_IPV4,
+            SetKind::Ipv6Addr | SetKind::Ipv6Net => TYPE_IPV6,
+            SetKind::Publish4 | SetKind::Publish6 => TYPE_PROTO << 6 | TYPE_SERVICE,
+            SetKind::PublishBound4 => (TYPE_IPV4 << 6 | TYPE_PROTO) << 6 | TYPE_SERVICE,
+            SetKind::PublishBound6 => (TYPE_IPV6 << 6 | TYPE_PROTO) << 6 | TYPE_SERVICE,
+            SetKind::Pair4 => TYPE_IPV4 << 6 | TYPE_IPV4,
+            SetKind::Pair6 => TYPE_IPV6 << 6 | TYPE_IPV6,
+        }
     }
 
     /// How nft writes the set's declaration, for error messages and docs.
@@ -33,9 +88,20 @@ impl SetKind {
             SetKind::Ipv6Addr => "type ipv6_addr",
             SetKind::Ipv4Net => "type ipv4_addr; flags interval",
             SetKind::Ipv6Net => "type ipv6_addr; flags interval",
+            SetKind::Publish4 => "type inet_proto . inet_service : ipv4_addr . inet_service",
+            SetKind::Publish6 => "type inet_proto . inet_service : ipv6_addr . inet_service",
+            SetKind::PublishBound4 => "type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service",
+            SetKind::PublishBound6 => "type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service",
+            SetKind::Pair4 => "type ipv4_addr . ipv4_addr",
+            SetKind::Pair6 => "type ipv6_addr . ipv6_addr",
         }
     }
 }
+
+const TYPE_IPV4: u32 = 7;
+const TYPE_IPV6: u32 = 8;
+const TYPE_PROTO: u32 = 12;
+const TYPE_SERVICE: u32 = 13;
 
 /// One managed set in the admin's ruleset.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -56,13 +122,38 @@ impl fmt::Display for SetId {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Elem {
     Addr(IpAddr),
-    Range { start: IpAddr, end: Option<IpAddr> },
+    Range {
+        start: IpAddr,
+        end: Option<IpAddr>,
+    },
+    /// A published port: `[host .] proto . port : to . to_port` (`host` only for bound maps).
+    Mapping {
+        host: Option<IpAddr>,
+        proto: u8,
+        port: u16,
+        to: IpAddr,
+        to_port: u16,
+    },
+    /// Two addresses (hairpin set): `a . b`.
+    Pair(IpAddr, IpAddr),
 }
 
 impl fmt::Display for Elem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Elem::Addr(a) => write!(f, "{a}"),
+            Elem::Mapping { host, proto, port, to, to_port } => {
+                if let Some(h) = host {
+                    write!(f, "{h} . ")?;
+                }
+                let p = match proto {
+                    6 => "tcp".to_string(),
+                    17 => "udp".to_string(),
+                    n => n.to_string(),
+                };
+                write!(f, "{p} . {port} : {to} . {to_port}")
+            }
+            Elem::Pair(a, b) => write!(f, "{a} . {b}"),
             Elem::Range { start, end } => match range_as_prefix(*start, *end) {
                 Some(len) => write!(f, "{start}/{len}"),
                 None => match end {

@@ -4,12 +4,13 @@
 //! global or site, it is not link-local (169.254.0.0/16, fe80::/10), and it is neither
 //! tentative (IPv6 DAD still running) nor dadfailed.
 
-use crate::config::Config;
+use crate::config::{Config, TableRef};
 use crate::elements::{Elem, SetId, SetKind};
 use crate::event::Address;
 use crate::matching;
 use crate::observed::Observed;
 use crate::prefix::IpPrefix;
+use crate::wire::docker::Proto;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -23,6 +24,76 @@ pub type Desired = BTreeMap<SetId, BTreeSet<Elem>>;
 
 /// The owner name of docker sets in `managed_sets` and `status`.
 pub const DOCKER_OWNER: &str = "docker";
+/// The owner name of the owned table's publish maps.
+pub const PUBLISH_OWNER: &str = "publish";
+
+/// A set or map in the owned table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnedSet {
+    pub id: SetId,
+}
+
+/// The owned table's sets and maps for `docker.publish`.
+pub fn owned_sets(owned: &TableRef) -> Vec<OwnedSet> {
+    [
+        ("publish4", SetKind::Publish4),
+        ("publish6", SetKind::Publish6),
+        ("publish4_bound", SetKind::PublishBound4),
+        ("publish6_bound", SetKind::PublishBound6),
+        ("hairpin4", SetKind::Pair4),
+        ("hairpin6", SetKind::Pair6),
+    ]
+    .into_iter()
+    .map(|(name, kind)| OwnedSet { id: SetId { table: owned.clone(), name: name.to_string(), kind } })
+    .collect()
+}
+
+/// The owned table, when the config needs one.
+pub fn owned_table(config: &Config) -> Option<&TableRef> {
+    config.docker.as_ref().filter(|d| d.publish).map(|_| &config.nftables.owned_table)
+}
+
+/// Published-port elements for every running container. A host port claimed twice goes to
+/// the container whose name sorts first, as a map key can hold one value.
+fn publish_elements(owned: &TableRef, observed: &Observed) -> Desired {
+    let sets = owned_sets(owned);
+    let id = |k: SetKind| sets.iter().find(|s| s.id.kind == k).map(|s| s.id.clone());
+    let mut out: Desired = sets.iter().map(|s| (s.id.clone(), BTreeSet::new())).collect();
+    let mut claimed: BTreeSet<(SetKind, Option<IpAddr>, u8, u16)> = BTreeSet::new();
+    let mut containers: Vec<_> = observed.containers.values().collect();
+    containers.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    for c in containers {
+        let addr4 = c.networks.values().find_map(|n| n.ipv4).map(IpAddr::V4);
+        let addr6 = c.networks.values().find_map(|n| n.ipv6).map(IpAddr::V6);
+        for p in &c.ports {
+            let proto = match p.proto {
+                Proto::Tcp => 6,
+                Proto::Udp => 17,
+            };
+            // (map kind, bound host address, container address)
+            let targets: Vec<(SetKind, Option<IpAddr>, Option<IpAddr>)> = match p.host_ip {
+                None => vec![(SetKind::Publish4, None, addr4), (SetKind::Publish6, None, addr6)],
+                Some(IpAddr::V4(h)) if h.is_unspecified() => vec![(SetKind::Publish4, None, addr4)],
+                Some(IpAddr::V6(h)) if h.is_unspecified() => vec![(SetKind::Publish6, None, addr6)],
+                Some(h @ IpAddr::V4(_)) => vec![(SetKind::PublishBound4, Some(h), addr4)],
+                Some(h @ IpAddr::V6(_)) => vec![(SetKind::PublishBound6, Some(h), addr6)],
+            };
+            for (kind, host, to) in targets {
+                let (Some(to), Some(map)) = (to, id(kind)) else { continue };
+                if !claimed.insert((kind, host, proto, p.host_port)) {
+                    continue;
+                }
+                let elem = Elem::Mapping { host, proto, port: p.host_port, to, to_port: p.container_port };
+                out.entry(map).or_default().insert(elem);
+                let pair = if to.is_ipv4() { SetKind::Pair4 } else { SetKind::Pair6 };
+                if let Some(h) = id(pair) {
+                    out.entry(h).or_default().insert(Elem::Pair(to, to));
+                }
+            }
+        }
+    }
+    out
+}
 
 /// Docker sets: (index in `docker.sets`, set, is IPv4).
 fn docker_sets(config: &Config) -> Vec<(usize, SetId)> {
@@ -42,6 +113,7 @@ fn docker_sets(config: &Config) -> Vec<(usize, SetId)> {
 /// True for sets filled from containers (left alone until the first Docker sync).
 pub fn is_docker_set(config: &Config, set: &SetId) -> bool {
     docker_sets(config).iter().any(|(_, s)| s == set)
+        || owned_table(config).is_some_and(|t| owned_sets(t).iter().any(|o| o.id == *set))
 }
 
 /// Every set the config manages, with its owner: the zone's name, or `docker`.
@@ -62,6 +134,9 @@ pub fn managed_sets(config: &Config) -> Vec<(String, SetId)> {
         }
     }
     out.extend(docker_sets(config).into_iter().map(|(_, s)| (DOCKER_OWNER.to_string(), s)));
+    if let Some(t) = owned_table(config) {
+        out.extend(owned_sets(t).into_iter().map(|o| (PUBLISH_OWNER.to_string(), o.id)));
+    }
     out
 }
 
@@ -91,7 +166,12 @@ pub fn plan(config: &Config, observed: &Observed) -> Desired {
             .collect();
         desired.insert(set, elems);
     }
-    for (zone, set) in managed_sets(config).into_iter().filter(|(owner, _)| owner != DOCKER_OWNER) {
+    if let Some(t) = owned_table(config) {
+        desired.extend(publish_elements(t, observed));
+    }
+    for (zone, set) in
+        managed_sets(config).into_iter().filter(|(owner, _)| owner != DOCKER_OWNER && owner != PUBLISH_OWNER)
+    {
         let ifaces = config.zone_interfaces(&zone);
         let counted: Vec<&Address> = ifaces
             .iter()
@@ -237,6 +317,65 @@ mod tests {
         let web4 = d.keys().find(|k| k.name == "web4").unwrap();
         assert!(is_docker_set(&cfg, web4));
         assert_eq!(managed_sets(&cfg).iter().filter(|(o, _)| o == DOCKER_OWNER).count(), 3);
+    }
+
+    #[test]
+    fn published_ports_fill_the_owned_maps() {
+        use crate::wire::docker::{Container, NetAddrs, PortMap};
+        let cfg = config("docker: { publish: true }\n");
+        let c = |name: &str, v4: &str, v6: Option<&str>, ports: Vec<PortMap>| Container {
+            id: name.into(),
+            name: name.into(),
+            labels: Default::default(),
+            networks: [(
+                "n".to_string(),
+                NetAddrs { ipv4: v4.parse().ok(), ipv6: v6.and_then(|a| a.parse().ok()) },
+            )]
+            .into(),
+            ports,
+            active: true,
+        };
+        let pm = |host_ip: Option<&str>, host_port, container_port, proto| PortMap {
+            host_ip: host_ip.map(|h| h.parse().unwrap()),
+            host_port,
+            container_port,
+            proto,
+        };
+        let mut o = Observed::default();
+        o.apply(&Event::DockerSnapshot(vec![
+            // `-p 8080:80` as Docker reports it: one IPv4 and one IPv6 wildcard binding.
+            c(
+                "a-web",
+                "198.18.9.2",
+                Some("2001:db8:9::2"),
+                vec![pm(Some("0.0.0.0"), 8080, 80, Proto::Tcp), pm(Some("::"), 8080, 80, Proto::Tcp)],
+            ),
+            // The same host port again: the first name keeps it.
+            c(
+                "b-web",
+                "198.18.9.3",
+                None,
+                vec![pm(Some("0.0.0.0"), 8080, 81, Proto::Tcp), pm(None, 5353, 53, Proto::Udp)],
+            ),
+            // Bound to one host address.
+            c("c-api", "198.18.9.4", None, vec![pm(Some("203.0.113.1"), 443, 8443, Proto::Tcp)]),
+        ]));
+        let d = plan(&cfg, &o);
+        assert_eq!(
+            elems(&d, "publish4"),
+            vec!["tcp . 8080 : 198.18.9.2 . 80", "udp . 5353 : 198.18.9.3 . 53"]
+        );
+        assert_eq!(elems(&d, "publish6"), vec!["tcp . 8080 : 2001:db8:9::2 . 80"]);
+        assert_eq!(elems(&d, "publish4_bound"), vec!["203.0.113.1 . tcp . 443 : 198.18.9.4 . 8443"]);
+        assert!(elems(&d, "publish6_bound").is_empty());
+        assert_eq!(
+            elems(&d, "hairpin4"),
+            vec!["198.18.9.2 . 198.18.9.2", "198.18.9.3 . 198.18.9.3", "198.18.9.4 . 198.18.9.4"]
+        );
+        assert_eq!(elems(&d, "hairpin6"), vec!["2001:db8:9::2 . 2001:db8:9::2"]);
+        let publish4 = d.keys().find(|k| k.name == "publish4").unwrap();
+        assert_eq!(publish4.table.to_string(), "inet netmgrd");
+        assert!(is_docker_set(&cfg, publish4));
     }
 
     #[test]

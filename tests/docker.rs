@@ -257,3 +257,146 @@ fn reload_turns_docker_on_and_off() {
         "the event stream is closed"
     );
 }
+
+/// Router namespace (netmgrd), a client on its WAN side and a "container" namespace on
+/// a container network, with a real TCP server in the container.
+struct PublishLab {
+    router: Netns,
+    client: Netns,
+    ctr: Netns,
+    servers: Vec<std::process::Child>,
+}
+
+impl PublishLab {
+    fn new(tag: &str) -> PublishLab {
+        let router = Netns::new(&format!("{tag}-r"));
+        let client = Netns::new(&format!("{tag}-c"));
+        let ctr = Netns::new(&format!("{tag}-k"));
+        router.sh("sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0");
+        for ns in [&client, &ctr] {
+            ns.sh("sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0");
+        }
+        router.sh(&format!(
+            "ip link add wan0 type veth peer name wan0c netns {} && ip link add ctr0 type veth peer name eth0 netns {}",
+            client.name, ctr.name
+        ));
+        router.sh("ip link set wan0 up && ip link set ctr0 up && ip addr add 203.0.113.1/24 dev wan0 && ip addr add 2001:db8:1::1/64 dev wan0 nodad && ip addr add 198.18.9.1/24 dev ctr0 && ip addr add 2001:db8:9::1/64 dev ctr0 nodad");
+        client.sh("ip link set wan0c up && ip addr add 203.0.113.2/24 dev wan0c && ip addr add 2001:db8:1::2/64 dev wan0c nodad");
+        ctr.sh("ip link set eth0 up && ip addr add 198.18.9.2/24 dev eth0 && ip addr add 2001:db8:9::2/64 dev eth0 nodad && ip route add default via 198.18.9.1 && ip -6 route add default via 2001:db8:9::1");
+        let mut servers = Vec::new();
+        for listen in ["TCP4-LISTEN:80,fork,reuseaddr", "TCP6-LISTEN:80,fork,reuseaddr,ipv6only=1"] {
+            let child = std::process::Command::new("ip")
+                .args(["netns", "exec", &ctr.name, "socat", listen, "SYSTEM:echo hello-from-container"])
+                .spawn()
+                .expect("socat server");
+            servers.push(child);
+        }
+        let lab = PublishLab { router, client, ctr, servers };
+        assert!(wait_until(WAIT, || lab.ctr.sh("ss -ltn").matches(":80 ").count() >= 2), "servers listening");
+        lab
+    }
+
+    /// One TCP request from `ns` to `addr:port`; the reply, or "" when none came.
+    fn fetch(ns: &Netns, target: &str) -> String {
+        let out = ns.try_sh(&format!("echo | timeout 3 socat -T1 - {target}"));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for PublishLab {
+    fn drop(&mut self) {
+        for s in &mut self.servers {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+    }
+}
+
+#[test]
+fn published_ports_reach_the_container_through_the_dnat_map() {
+    if !have_root() {
+        return;
+    }
+    let lab = PublishLab::new("dk-pub");
+    let engine = FakeEngine::start(&lab.router.dir.join("docker.sock"));
+    let d = Daemon::start(
+        &lab.router,
+        &format!("docker: {{ socket: {}, publish: true }}\n", engine.path.display()),
+    );
+    assert!(wait_until(WAIT, || docker_status(&d)["state"] == "connected"), "{}", d.log_text());
+    // Nothing published yet: the client gets no answer.
+    assert_eq!(PublishLab::fetch(&lab.client, "TCP4:203.0.113.1:8080"), "");
+
+    // `docker run -p 8080:80`: Docker reports an IPv4 and an IPv6 wildcard binding.
+    engine.run(
+        FakeContainer::new("a1", "web")
+            .net("lab", "198.18.9.2", "2001:db8:9::2")
+            .port("80/tcp", "0.0.0.0", "8080")
+            .port("80/tcp", "::", "8080"),
+    );
+    let publish4 = || lab.router.set_elements("inet netmgrd", "publish4").unwrap_or_default();
+    assert!(wait_until(WAIT, || !publish4().is_empty()), "{}", d.log_text());
+    assert_eq!(PublishLab::fetch(&lab.client, "TCP4:203.0.113.1:8080"), "hello-from-container");
+    assert_eq!(PublishLab::fetch(&lab.client, "TCP6:[2001:db8:1::1]:8080"), "hello-from-container");
+    // Locally generated traffic to the router's own address (output chain).
+    assert_eq!(PublishLab::fetch(&lab.router, "TCP4:203.0.113.1:8080"), "hello-from-container");
+    // Hairpin: the container reaches its own published port through the router's address.
+    assert_eq!(PublishLab::fetch(&lab.ctr, "TCP4:203.0.113.1:8080"), "hello-from-container");
+    assert_eq!(PublishLab::fetch(&lab.ctr, "TCP6:[2001:db8:1::1]:8080"), "hello-from-container");
+
+    // A label publishes a port the container was started without.
+    engine.stop_container("web");
+    engine.remove("web");
+    assert!(wait_until(WAIT, || publish4().is_empty()), "{}", d.log_text());
+    assert_eq!(PublishLab::fetch(&lab.client, "TCP4:203.0.113.1:8080"), "");
+    engine.run(FakeContainer::new("a2", "labelled").label("netmgrd.publish", "9090:80").net(
+        "lab",
+        "198.18.9.2",
+        "",
+    ));
+    assert!(wait_until(WAIT, || PublishLab::fetch(&lab.client, "TCP4:203.0.113.1:9090")
+        == "hello-from-container"));
+    // No IPv6 address on the container: nothing is mapped for IPv6.
+    assert!(lab.router.set_elements("inet netmgrd", "publish6").unwrap_or_default().is_empty());
+    let status = docker_status(&d);
+    assert!(status["sets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["set"] == "inet netmgrd publish4" && s["elements"] == 1));
+}
+
+#[test]
+fn owned_table_is_rebuilt_atomically_and_removed_on_flush() {
+    if !have_root() {
+        return;
+    }
+    let ns = Netns::new("dk-own");
+    let engine = FakeEngine::start(&ns.dir.join("docker.sock"));
+    engine.put(FakeContainer::new("a1", "web").net("n", "198.18.9.2", "").port("80/tcp", "0.0.0.0", "8080"));
+    // A stale table from a crashed instance, with a rule that must not survive.
+    ns.nft("table inet netmgrd { chain stale { type filter hook input priority 0; policy accept; }; }\n");
+    let config = format!(
+        "docker: {{ socket: {}, publish: true }}\nnftables: {{ on_exit: flush }}\n",
+        engine.path.display()
+    );
+    let mut d = Daemon::start(&ns, &config);
+    assert!(wait_until(WAIT, || ns.set_elements("inet netmgrd", "publish4").unwrap_or_default().len() == 1));
+    let listing = ns.sh("nft list table inet netmgrd");
+    assert!(!listing.contains("chain stale"), "{listing}");
+    assert_eq!(listing.matches("dnat ip to meta l4proto . th dport map @publish4").count(), 2, "{listing}");
+    // Someone flushes the ruleset: `resync` builds the table again and refills it.
+    ns.sh("nft flush ruleset");
+    d.ctl("resync");
+    assert!(
+        wait_until(WAIT, || ns.set_elements("inet netmgrd", "publish4").unwrap_or_default().len() == 1),
+        "{}",
+        d.log_text()
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(1)), Some(0));
+    assert!(
+        !ns.try_sh("nft list table inet netmgrd").status.success(),
+        "on_exit: flush deletes the owned table"
+    );
+}

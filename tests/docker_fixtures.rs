@@ -25,7 +25,7 @@ fn inspect_of_a_running_container_with_published_port() {
     // 0.0.0.0 binds every IPv4 address; "::" is the IPv6 wildcard and keeps its family.
     assert_eq!(c.ports.len(), 2);
     assert!(c.ports.iter().all(|p| p.host_port == 18080 && p.container_port == 80 && p.proto == Proto::Tcp));
-    assert_eq!(c.ports[0].host_ip, None);
+    assert_eq!(c.ports[0].host_ip, Some("0.0.0.0".parse().unwrap()));
     assert_eq!(c.ports[1].host_ip, Some("::".parse().unwrap()));
 }
 

@@ -23,10 +23,53 @@ pub struct ElemList {
     more: Cell<i32>,
 }
 
-fn key_bytes(a: IpAddr) -> Vec<u8> {
+fn addr_bytes(a: IpAddr) -> Vec<u8> {
     match a {
         IpAddr::V4(v) => v.octets().to_vec(),
         IpAddr::V6(v) => v.octets().to_vec(),
+    }
+}
+
+/// One kernel element: key, data (maps), flags.
+pub struct RawElem {
+    pub key: Vec<u8>,
+    pub data: Option<Vec<u8>>,
+    pub flags: u32,
+}
+
+/// A field of a concatenation takes a multiple of 4 bytes.
+fn pad4(mut v: Vec<u8>) -> Vec<u8> {
+    while v.len() % 4 != 0 {
+        v.push(0);
+    }
+    v
+}
+
+/// How an element is laid out in the kernel (the inverse is `decode` in socket.rs).
+pub fn encode(e: &Elem) -> Vec<RawElem> {
+    let plain = |key| RawElem { key, data: None, flags: 0 };
+    match *e {
+        Elem::Addr(a) => vec![plain(addr_bytes(a))],
+        Elem::Range { start, end } => {
+            let mut v = vec![plain(addr_bytes(start))];
+            if let Some(end) = end {
+                v.push(RawElem { key: addr_bytes(end), data: None, flags: NFT_SET_ELEM_INTERVAL_END });
+            }
+            v
+        }
+        Elem::Mapping { host, proto, port, to, to_port } => {
+            let mut key = host.map(addr_bytes).unwrap_or_default();
+            key.extend(pad4(vec![proto]));
+            key.extend(pad4(port.to_be_bytes().to_vec()));
+            let mut data = addr_bytes(to);
+            data.extend(pad4(to_port.to_be_bytes().to_vec()));
+            vec![RawElem { key, data: Some(data), flags: 0 }]
+        }
+        Elem::Pair(a, b) => {
+            let mut key = addr_bytes(a);
+            key.extend(addr_bytes(b));
+            vec![plain(key)]
+        }
     }
 }
 
@@ -43,32 +86,31 @@ impl ElemList {
             sys::nftnl_set_set_u32(s.as_ptr(), sys::NFTNL_SET_FAMILY as u16, u32::from(family));
             sys::nftnl_set_set_str(s.as_ptr(), sys::NFTNL_SET_TABLE as u16, table.as_ptr());
             sys::nftnl_set_set_str(s.as_ptr(), sys::NFTNL_SET_NAME as u16, name.as_ptr());
-            let add = |key: IpAddr, flags: u32| -> Option<()> {
+            let add = |raw: &RawElem| -> Option<()> {
                 let e = NonNull::new(sys::nftnl_set_elem_alloc())?;
-                let bytes = key_bytes(key);
                 sys::nftnl_set_elem_set(
                     e.as_ptr(),
                     sys::NFTNL_SET_ELEM_KEY as u16,
-                    bytes.as_ptr() as *const c_void,
-                    bytes.len() as u32,
+                    raw.key.as_ptr() as *const c_void,
+                    raw.key.len() as u32,
                 );
-                if flags != 0 {
-                    sys::nftnl_set_elem_set_u32(e.as_ptr(), sys::NFTNL_SET_ELEM_FLAGS as u16, flags);
+                if let Some(data) = &raw.data {
+                    sys::nftnl_set_elem_set(
+                        e.as_ptr(),
+                        sys::NFTNL_SET_ELEM_DATA as u16,
+                        data.as_ptr() as *const c_void,
+                        data.len() as u32,
+                    );
+                }
+                if raw.flags != 0 {
+                    sys::nftnl_set_elem_set_u32(e.as_ptr(), sys::NFTNL_SET_ELEM_FLAGS as u16, raw.flags);
                 }
                 sys::nftnl_set_elem_add(s.as_ptr(), e.as_ptr());
                 Some(())
             };
             let mut ok = true;
-            for e in elems {
-                match *e {
-                    Elem::Addr(a) => ok &= add(a, 0).is_some(),
-                    Elem::Range { start, end } => {
-                        ok &= add(start, 0).is_some();
-                        if let Some(end) = end {
-                            ok &= add(end, NFT_SET_ELEM_INTERVAL_END).is_some();
-                        }
-                    }
-                }
+            for raw in elems.iter().flat_map(encode) {
+                ok &= add(&raw).is_some();
             }
             let iter = NonNull::new(sys::nftnl_set_elems_iter_create(s.as_ptr()));
             match (ok, iter) {

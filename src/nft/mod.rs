@@ -2,9 +2,12 @@
 //! long-lived `NETLINK_NETFILTER` socket.
 
 mod elems;
+mod expr;
 mod socket;
+mod table;
 
 pub use socket::Nft;
+pub use table::{build_owned_table, delete_owned_table};
 
 use crate::config::Family;
 use std::fmt;

@@ -1,6 +1,6 @@
 //! The long-lived `NETLINK_NETFILTER` socket: read a managed set, apply element batches.
 
-use super::elems::ElemList;
+use super::elems::{ElemList, RawElem};
 use super::{family_number, NftError};
 use crate::diff::SetChange;
 use crate::elements::{Elem, SetId, SetKind};
@@ -15,6 +15,8 @@ use std::os::raw::c_char;
 use std::os::unix::io::RawFd;
 use std::ptr::NonNull;
 
+const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_GETTABLE: u16 = 1;
 const NFT_MSG_NEWSET: u16 = 9;
 const NFT_MSG_GETSET: u16 = 10;
 const NFT_MSG_NEWSETELEM: u16 = 12;
@@ -39,10 +41,10 @@ pub struct Nft {
     pub batches_sent: u64,
 }
 
-/// What one message of a batch did, to name the set when the kernel refuses it.
-struct MsgInfo {
-    set: String,
-    op: &'static str,
+/// What one message of a batch did, to name the object when the kernel refuses it.
+pub struct MsgInfo {
+    pub set: String,
+    pub op: &'static str,
 }
 
 impl Nft {
@@ -82,7 +84,7 @@ impl Nft {
     pub fn read_set(&mut self, set: &SetId) -> Result<BTreeSet<Elem>, NftError> {
         let shown = set.to_string();
         let (key_len, flags) = self.get_set_type(set)?;
-        let want_len = if set.kind.is_ipv4() { 4 } else { 16 };
+        let want_len = set.kind.key_len();
         let interval = flags & NFT_SET_INTERVAL != 0;
         if key_len != want_len || interval != set.kind.is_interval() {
             return Err(NftError::WrongType {
@@ -95,7 +97,7 @@ impl Nft {
             });
         }
         let raw = self.dump_elements(set)?;
-        Ok(elements_from_keys(set.kind, raw))
+        Ok(decode(set.kind, raw))
     }
 
     /// Sends one request built by `build` and collects the replies of type `reply_type`
@@ -129,7 +131,13 @@ impl Nft {
                 flags,
                 seq,
             );
-            if msg == NFT_MSG_GETSET {
+            if msg == NFT_MSG_GETTABLE {
+                if let Some(t) = NonNull::new(sys::nftnl_table_alloc()) {
+                    sys::nftnl_table_set_str(t.as_ptr(), sys::NFTNL_TABLE_NAME as u16, table.as_ptr());
+                    sys::nftnl_table_nlmsg_build_payload(hdr, t.as_ptr());
+                    sys::nftnl_table_free(t.as_ptr());
+                }
+            } else if msg == NFT_MSG_GETSET {
                 sys::nftnl_set_nlmsg_build_payload(hdr, s.as_ptr());
             } else {
                 sys::nftnl_set_elems_nlmsg_build_payload(hdr, s.as_ptr());
@@ -178,6 +186,26 @@ impl Nft {
         }
     }
 
+    /// Whether a table exists (NFT_MSG_GETTABLE).
+    pub fn table_exists(&mut self, table: &crate::config::TableRef) -> Result<bool, NftError> {
+        let probe = SetId { table: table.clone(), name: String::new(), kind: SetKind::Ipv4Addr };
+        let mut found = false;
+        match self.request(
+            &probe,
+            NFT_MSG_GETTABLE,
+            libc::NLM_F_ACK as u16,
+            NFT_MSG_NEWTABLE,
+            "read table",
+            |_| {
+                found = true;
+            },
+        ) {
+            Ok(()) => Ok(found),
+            Err(NftError::Missing { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Key length and set flags, from NFT_MSG_GETSET.
     fn get_set_type(&mut self, set: &SetId) -> Result<(u32, u32), NftError> {
         let mut found = None;
@@ -206,7 +234,7 @@ impl Nft {
     }
 
     /// Every element key of a set with its flags, from an NFT_MSG_GETSETELEM dump.
-    fn dump_elements(&mut self, set: &SetId) -> Result<Vec<(Vec<u8>, u32)>, NftError> {
+    fn dump_elements(&mut self, set: &SetId) -> Result<Vec<RawElem>, NftError> {
         let mut out = Vec::new();
         let flags = (libc::NLM_F_DUMP | libc::NLM_F_ACK) as u16;
         self.request(set, NFT_MSG_GETSETELEM, flags, NFT_MSG_NEWSETELEM, "read elements", |hdr| {
@@ -226,11 +254,16 @@ impl Nft {
                             } else {
                                 0
                             };
+                            let mut dlen = 0u32;
+                            let data = sys::nftnl_set_elem_get(e, sys::NFTNL_SET_ELEM_DATA as u16, &mut dlen);
                             if !key.is_null() {
-                                out.push((
-                                    std::slice::from_raw_parts(key as *const u8, len as usize).to_vec(),
+                                out.push(RawElem {
+                                    key: std::slice::from_raw_parts(key as *const u8, len as usize).to_vec(),
+                                    data: (!data.is_null()).then(|| {
+                                        std::slice::from_raw_parts(data as *const u8, dlen as usize).to_vec()
+                                    }),
                                     flags,
-                                ));
+                                });
                             }
                             e = sys::nftnl_set_elems_iter_next(iter);
                         }
@@ -269,6 +302,11 @@ impl Nft {
                 }
             }
         }
+        self.commit(batch, &infos)
+    }
+
+    /// Sends a batch as one transaction; `infos` describes its messages in order.
+    pub fn commit(&mut self, batch: Batch, infos: &[MsgInfo]) -> Result<(), NftError> {
         let batch = batch.finalize();
         let seqs = batch.sequence_numbers();
         // With kernels >= 6.10 the begin/end markers take a sequence number too.
@@ -363,51 +401,105 @@ fn addr_from(bytes: &[u8]) -> Option<IpAddr> {
     }
 }
 
-/// Turns raw element keys into `Elem`s. Interval sets store a start key and an end key
+/// Splits `bytes` into an address of the family of `v4` and the rest.
+fn take_addr(bytes: &[u8], v4: bool) -> Option<(IpAddr, &[u8])> {
+    let n = if v4 { 4 } else { 16 };
+    Some((addr_from(bytes.get(..n)?)?, bytes.get(n..)?))
+}
+
+/// A 1- or 2-byte field padded to 4 bytes: (value bytes, rest).
+fn take_field(bytes: &[u8], len: usize) -> Option<(&[u8], &[u8])> {
+    Some((bytes.get(..len)?, bytes.get(4..)?))
+}
+
+fn decode_mapping(raw: &RawElem, bound: bool, v4: bool) -> Option<Elem> {
+    let (host, rest) = if bound {
+        let (h, rest) = take_addr(&raw.key, v4)?;
+        (Some(h), rest)
+    } else {
+        (None, raw.key.as_slice())
+    };
+    let (proto, rest) = take_field(rest, 1)?;
+    let (port, _) = take_field(rest, 2)?;
+    let (to, rest) = take_addr(raw.data.as_deref()?, v4)?;
+    let (to_port, _) = take_field(rest, 2)?;
+    Some(Elem::Mapping {
+        host,
+        proto: proto[0],
+        port: u16::from_be_bytes([port[0], port[1]]),
+        to,
+        to_port: u16::from_be_bytes([to_port[0], to_port[1]]),
+    })
+}
+
+/// Turns kernel elements into `Elem`s. Interval sets store a start key and an end key
 /// flagged `INTERVAL_END`; an end with no open start (old nft's leading marker) is skipped.
-fn elements_from_keys(kind: SetKind, raw: Vec<(Vec<u8>, u32)>) -> BTreeSet<Elem> {
-    let mut keyed: Vec<(IpAddr, bool)> = raw
-        .into_iter()
-        .filter_map(|(k, flags)| addr_from(&k).map(|a| (a, flags & NFT_SET_ELEM_INTERVAL_END != 0)))
-        .collect();
-    if !kind.is_interval() {
-        return keyed.into_iter().filter(|(_, end)| !end).map(|(a, _)| Elem::Addr(a)).collect();
-    }
-    // Ends sort before starts at the same key: [a, b) followed by [b, c).
-    keyed.sort_by_key(|(a, is_end)| (*a, !*is_end));
-    let mut out = BTreeSet::new();
-    let mut open: Option<IpAddr> = None;
-    for (a, is_end) in keyed {
-        match (is_end, open) {
-            (true, Some(start)) => {
-                out.insert(Elem::Range { start, end: Some(a) });
-                open = None;
+/// Elements that do not decode (foreign layouts) are skipped.
+fn decode(kind: SetKind, raw: Vec<RawElem>) -> BTreeSet<Elem> {
+    let v4 = kind.is_ipv4();
+    match kind {
+        SetKind::Publish4 | SetKind::Publish6 => {
+            raw.iter().filter_map(|r| decode_mapping(r, false, v4)).collect()
+        }
+        SetKind::PublishBound4 | SetKind::PublishBound6 => {
+            raw.iter().filter_map(|r| decode_mapping(r, true, v4)).collect()
+        }
+        SetKind::Pair4 | SetKind::Pair6 => raw
+            .iter()
+            .filter_map(|r| {
+                let (a, rest) = take_addr(&r.key, v4)?;
+                let (b, _) = take_addr(rest, v4)?;
+                Some(Elem::Pair(a, b))
+            })
+            .collect(),
+        SetKind::Ipv4Addr | SetKind::Ipv6Addr => raw
+            .iter()
+            .filter(|r| r.flags & NFT_SET_ELEM_INTERVAL_END == 0)
+            .filter_map(|r| addr_from(&r.key).map(Elem::Addr))
+            .collect(),
+        SetKind::Ipv4Net | SetKind::Ipv6Net => {
+            let mut keyed: Vec<(IpAddr, bool)> = raw
+                .iter()
+                .filter_map(|r| addr_from(&r.key).map(|a| (a, r.flags & NFT_SET_ELEM_INTERVAL_END != 0)))
+                .collect();
+            // Ends sort before starts at the same key: [a, b) followed by [b, c).
+            keyed.sort_by_key(|(a, is_end)| (*a, !*is_end));
+            let mut out = BTreeSet::new();
+            let mut open: Option<IpAddr> = None;
+            for (a, is_end) in keyed {
+                match (is_end, open) {
+                    (true, Some(start)) => {
+                        out.insert(Elem::Range { start, end: Some(a) });
+                        open = None;
+                    }
+                    (true, None) => {}
+                    (false, Some(start)) => {
+                        out.insert(Elem::Range { start, end: None });
+                        open = Some(a);
+                    }
+                    (false, None) => open = Some(a),
+                }
             }
-            (true, None) => {}
-            (false, Some(start)) => {
+            if let Some(start) = open {
                 out.insert(Elem::Range { start, end: None });
-                open = Some(a);
             }
-            (false, None) => open = Some(a),
+            out
         }
     }
-    if let Some(start) = open {
-        out.insert(Elem::Range { start, end: None });
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nft::elems::encode;
 
-    fn k(a: &str, end: bool) -> (Vec<u8>, u32) {
+    fn k(a: &str, end: bool) -> RawElem {
         let ip: IpAddr = a.parse().unwrap();
-        let bytes = match ip {
+        let key = match ip {
             IpAddr::V4(v) => v.octets().to_vec(),
             IpAddr::V6(v) => v.octets().to_vec(),
         };
-        (bytes, u32::from(end))
+        RawElem { key, data: None, flags: u32::from(end) }
     }
 
     #[test]
@@ -421,15 +513,49 @@ mod tests {
             k("192.0.2.0", false),
             k("0.0.0.0", true),
         ];
-        let got: Vec<String> =
-            elements_from_keys(SetKind::Ipv4Net, raw).iter().map(|e| e.to_string()).collect();
+        let got: Vec<String> = decode(SetKind::Ipv4Net, raw).iter().map(|e| e.to_string()).collect();
         assert_eq!(got, vec!["192.0.2.0/25", "192.0.2.128/25", "198.51.100.10-255.255.255.255"]);
     }
 
     #[test]
     fn plain_keys_become_addresses() {
-        let raw = vec![k("2001:db8::1", false), k("2001:db8::2", false), (vec![1, 2, 3], 0)];
-        let got = elements_from_keys(SetKind::Ipv6Addr, raw);
-        assert_eq!(got.len(), 2);
+        let raw = vec![
+            k("2001:db8::1", false),
+            k("2001:db8::2", false),
+            RawElem { key: vec![1, 2, 3], data: None, flags: 0 },
+        ];
+        assert_eq!(decode(SetKind::Ipv6Addr, raw).len(), 2);
+    }
+
+    #[test]
+    fn encode_then_decode_is_identity_for_every_kind() {
+        let a4: IpAddr = "198.18.9.2".parse().unwrap();
+        let h4: IpAddr = "203.0.113.1".parse().unwrap();
+        let a6: IpAddr = "2001:db8:9::2".parse().unwrap();
+        let h6: IpAddr = "2001:db8::1".parse().unwrap();
+        let cases = [
+            (SetKind::Publish4, Elem::Mapping { host: None, proto: 6, port: 8080, to: a4, to_port: 80 }),
+            (SetKind::Publish6, Elem::Mapping { host: None, proto: 17, port: 53, to: a6, to_port: 5353 }),
+            (
+                SetKind::PublishBound4,
+                Elem::Mapping { host: Some(h4), proto: 6, port: 443, to: a4, to_port: 8443 },
+            ),
+            (
+                SetKind::PublishBound6,
+                Elem::Mapping { host: Some(h6), proto: 6, port: 443, to: a6, to_port: 8443 },
+            ),
+            (SetKind::Pair4, Elem::Pair(a4, a4)),
+            (SetKind::Pair6, Elem::Pair(a6, a6)),
+        ];
+        for (kind, e) in cases {
+            let raw = encode(&e);
+            assert_eq!(raw[0].key.len() as u32, kind.key_len(), "{kind:?}");
+            assert_eq!(raw[0].data.as_ref().map(|d| d.len() as u32), kind.data().map(|d| d.1), "{kind:?}");
+            assert_eq!(decode(kind, raw).into_iter().collect::<Vec<_>>(), vec![e], "{kind:?}");
+        }
+        // The layout nft itself uses: `tcp . 8080 : 198.18.9.2 . 80`.
+        let raw = encode(&Elem::Mapping { host: None, proto: 6, port: 8080, to: a4, to_port: 80 });
+        assert_eq!(raw[0].key, vec![6, 0, 0, 0, 0x1f, 0x90, 0, 0]);
+        assert_eq!(raw[0].data.as_deref(), Some(&[198, 18, 9, 2, 0, 80, 0, 0][..]));
     }
 }

@@ -87,7 +87,8 @@ impl Proto {
     }
 }
 
-/// One published port: host side (optionally bound to one address) -> container port.
+/// One published port: host side -> container port. `host_ip`: `None` for both families,
+/// `0.0.0.0`/`::` for every address of one family, else one host address.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PortMap {
     pub host_ip: Option<IpAddr>,
@@ -177,15 +178,9 @@ pub fn parse_inspect(body: &[u8]) -> Result<Container, DockerError> {
                 let Some(host_port) = b["HostPort"].as_str().and_then(|p| p.parse::<u16>().ok()) else {
                     continue;
                 };
-                let host_ip = b["HostIp"]
-                    .as_str()
-                    .and_then(|s| s.parse::<IpAddr>().ok())
-                    .filter(|a| !a.is_unspecified());
-                // An IPv6 wildcard binding ("::") maps IPv6 traffic only; keep the family.
-                let host_ip = match (host_ip, b["HostIp"].as_str()) {
-                    (None, Some("::")) => Some(IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
-                    (ip, _) => ip,
-                };
+                // "0.0.0.0" and "::" are per-family wildcards; no address (older Engines)
+                // means every family, like the netmgrd.publish label.
+                let host_ip = b["HostIp"].as_str().and_then(|s| s.parse::<IpAddr>().ok());
                 ports.push(PortMap { host_ip, host_port, container_port, proto });
             }
         }

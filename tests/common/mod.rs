@@ -81,15 +81,20 @@ impl Netns {
     }
 
     /// Elements of a set as nft prints them (addresses, or `ADDR/LEN` for prefixes).
+    /// Maps too: each element as its JSON text.
     pub fn set_elements(&self, table: &str, set: &str) -> Option<BTreeSet<String>> {
-        let out = self.try_sh(&format!("nft -j list set {table} {set}"));
+        let mut out = self.try_sh(&format!("nft -j list set {table} {set}"));
+        if !out.status.success() {
+            out = self.try_sh(&format!("nft -j list map {table} {set}"));
+        }
         if !out.status.success() {
             return None;
         }
         let v: Value = serde_json::from_slice(&out.stdout).ok()?;
         let mut elems = BTreeSet::new();
         for item in v["nftables"].as_array()? {
-            for e in item["set"]["elem"].as_array().into_iter().flatten() {
+            let obj = if item["map"].is_object() { &item["map"] } else { &item["set"] };
+            for e in obj["elem"].as_array().into_iter().flatten() {
                 let text = match e {
                     Value::String(s) => s.clone(),
                     Value::Object(o) if o.contains_key("prefix") => {
