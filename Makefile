@@ -5,7 +5,7 @@ DESTDIR ?=
 INIT ?=
 CARGO ?= cargo
 BIN := target/release/netmgrd
-APT_PACKAGES := libnftnl-dev libmnl-dev pkg-config nftables iproute2 socat
+APT_PACKAGES := libnftnl-dev libmnl-dev pkg-config nftables iproute2 socat busybox-static
 
 .PHONY: all build test lint deps demo bench install clean
 
@@ -25,9 +25,12 @@ lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 
 # The whole suite: formatting, lints, unit tests, and the integration tests (root: they
-# create network namespaces).
+# create network namespaces). The real-Engine test runs when `docker info` answers.
 test: deps lint
 	$(CARGO) test
+	@if docker info >/dev/null 2>&1; then \
+		$(CARGO) test --test real_docker -- --ignored; \
+	else echo "SKIPPED: real Docker Engine test (no dockerd answers here)"; fi
 
 demo: deps build
 	bash tests/demo.sh $(BIN)
