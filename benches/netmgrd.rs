@@ -9,6 +9,10 @@
 //!
 //! The set is polled through netmgrd's own nftables reader (tens of µs per read), not `nft`.
 
+#[path = "../tests/common/fake_engine.rs"]
+mod fake_engine;
+
+use fake_engine::{FakeContainer, FakeEngine};
 use netmgrd::config::TableRef;
 use netmgrd::elements::{Elem, SetId, SetKind};
 use netmgrd::nft::Nft;
@@ -202,6 +206,7 @@ fn inner() {
     let rss = proc_field(pid, "VmRSS:");
     let hwm = proc_field(pid, "VmHWM:");
     let size = std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
+    let docker = docker_bench(&bin, &dir, &mut nft);
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
@@ -231,7 +236,118 @@ fn inner() {
         println!("(events during the idle window, from the kernel:)\n{}", idle_log.trim());
     }
     println!("| RSS after the burst | {} KiB now, {} KiB peak |", rss, hwm);
+    println!(
+        "| container start event -> IP in set (test Engine) | median {:.2} ms, p95 {:.2} ms, max {:.2} ms |",
+        docker.start.median, docker.start.p95, docker.start.max
+    );
+    println!(
+        "| container stop event -> IP gone | median {:.2} ms, p95 {:.2} ms, max {:.2} ms |",
+        docker.stop.median, docker.stop.p95, docker.stop.max
+    );
+    println!(
+        "| {DOCKER_BURST} containers started in a burst -> set exact | {:.1} ms, {} nft transactions |",
+        docker.burst_start_ms, docker.burst_start_batches
+    );
+    println!(
+        "| {DOCKER_BURST} containers stopped in a burst -> set empty | {:.1} ms, {} nft transactions |",
+        docker.burst_stop_ms, docker.burst_stop_batches
+    );
     println!("| release binary (stripped) | {} KiB |", size / 1024);
+}
+
+const DOCKER_BURST: u32 = 100;
+
+struct DockerFigures {
+    start: Stats,
+    stop: Stats,
+    burst_start_ms: f64,
+    burst_start_batches: u64,
+    burst_stop_ms: f64,
+    burst_stop_batches: u64,
+}
+
+fn container(i: u32) -> (FakeContainer, Elem) {
+    let a = Ipv4Addr::from(0xC612_4000u32 + i); // 198.18.64.0 and up
+    let c = FakeContainer::new(&format!("{i:x}"), &format!("web-{i}")).label("app", "web").net(
+        "bench",
+        &a.to_string(),
+        "",
+    );
+    (c, Elem::Addr(IpAddr::V4(a)))
+}
+
+/// A second netmgrd in the namespace following a test Engine into `inet filter web4`.
+fn docker_bench(bin: &str, dir: &std::path::Path, nft: &mut Nft) -> DockerFigures {
+    sh("nft add set inet filter web4 '{ type ipv4_addr; }'");
+    let engine = FakeEngine::start(&dir.join("docker.sock"));
+    std::fs::write(
+        dir.join("docker.yaml"),
+        format!(
+            "docker:\n  socket: {}\n  sets: [{{ ipv4_set: web4, match: {{ labels: {{ app: web }} }} }}]\n",
+            engine.path.display()
+        ),
+    )
+    .expect("config");
+    let socket = dir.join("docker-ctl.sock");
+    let mut child = Command::new(bin)
+        .args(["run", "--config"])
+        .arg(dir.join("docker.yaml"))
+        .arg("--socket")
+        .arg(&socket)
+        .args(["--log-level", "warn", "--log-target", "stderr"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start netmgrd");
+    let set = SetId {
+        table: TableRef::parse("inet filter").expect("table"),
+        name: "web4".into(),
+        kind: SetKind::Ipv4Addr,
+    };
+    let t0 = Instant::now();
+    while engine.subscribers() == 0 && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (mut start, mut stop) = (Vec::new(), Vec::new());
+    for i in 0..TRIALS as u32 {
+        let (c, e) = container(i);
+        let name = format!("web-{i}");
+        let t = Instant::now();
+        engine.run(c);
+        wait_set(nft, &set, |s| s.contains(&e), Duration::from_secs(2)).expect("container added");
+        start.push(ms(t.elapsed()));
+        let t = Instant::now();
+        engine.stop_container(&name);
+        wait_set(nft, &set, |s| !s.contains(&e), Duration::from_secs(2)).expect("container removed");
+        stop.push(ms(t.elapsed()));
+        engine.remove(&name);
+    }
+    let all: Vec<(FakeContainer, Elem)> = (1000..1000 + DOCKER_BURST).map(container).collect();
+    let want: BTreeSet<Elem> = all.iter().map(|(_, e)| *e).collect();
+    let before = nft_batches(bin, &socket);
+    let t = Instant::now();
+    for (c, _) in &all {
+        engine.run(c.clone());
+    }
+    wait_set(nft, &set, |s| *s == want, Duration::from_secs(10)).expect("burst exact");
+    let burst_start_ms = ms(t.elapsed());
+    let mid = nft_batches(bin, &socket);
+    let t = Instant::now();
+    for i in 1000..1000 + DOCKER_BURST {
+        engine.stop_container(&format!("web-{i}"));
+    }
+    wait_set(nft, &set, |s| s.is_empty(), Duration::from_secs(10)).expect("burst emptied");
+    let burst_stop_ms = ms(t.elapsed());
+    let after = nft_batches(bin, &socket);
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    DockerFigures {
+        start: stats(start),
+        stop: stats(stop),
+        burst_start_ms,
+        burst_start_batches: mid - before,
+        burst_stop_ms,
+        burst_stop_batches: after - mid,
+    }
 }
 
 fn ms(d: Duration) -> f64 {
