@@ -125,16 +125,7 @@ fn inner() {
     )
     .expect("config");
     let socket = dir.join("ctl.sock");
-    let mut child: Child = Command::new(&bin)
-        .args(["run", "--config"])
-        .arg(dir.join("config.yaml"))
-        .arg("--socket")
-        .arg(&socket)
-        .args(["--log-level", "debug", "--log-target", "stderr"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("netmgrd.log")).expect("log"))
-        .spawn()
-        .expect("start netmgrd");
+    let mut child = spawn_netmgrd(&bin, &dir.join("config.yaml"), &socket, Some(&dir.join("netmgrd.log")));
     let pid = child.id();
     let set = SetId {
         table: TableRef::parse("inet filter").expect("table"),
@@ -289,15 +280,7 @@ fn docker_bench(bin: &str, dir: &std::path::Path, nft: &mut Nft) -> DockerFigure
     )
     .expect("config");
     let socket = dir.join("docker-ctl.sock");
-    let mut child = Command::new(bin)
-        .args(["run", "--config"])
-        .arg(dir.join("docker.yaml"))
-        .arg("--socket")
-        .arg(&socket)
-        .args(["--log-level", "warn", "--log-target", "stderr"])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start netmgrd");
+    let mut child = spawn_netmgrd(bin, &dir.join("docker.yaml"), &socket, None);
     let set = SetId {
         table: TableRef::parse("inet filter").expect("table"),
         name: "web4".into(),
@@ -348,6 +331,22 @@ fn docker_bench(bin: &str, dir: &std::path::Path, nft: &mut Nft) -> DockerFigure
         burst_stop_ms,
         burst_stop_batches: after - mid,
     }
+}
+
+/// netmgrd in the foreground; with `log`, debug lines go there (the idle check reads them).
+fn spawn_netmgrd(
+    bin: &str,
+    config: &std::path::Path,
+    socket: &std::path::Path,
+    log: Option<&std::path::Path>,
+) -> Child {
+    let mut cmd = Command::new(bin);
+    cmd.args(["run", "--config"]).arg(config).arg("--socket").arg(socket).args(["--log-target", "stderr"]);
+    cmd.args(["--log-level", if log.is_some() { "debug" } else { "warn" }]).stdout(Stdio::null());
+    if let Some(l) = log {
+        cmd.stderr(std::fs::File::create(l).expect("log"));
+    }
+    cmd.spawn().expect("start netmgrd")
 }
 
 fn ms(d: Duration) -> f64 {
