@@ -384,6 +384,194 @@ impl DockerConfig {
     }
 }
 
+/// `tcp`, `udp` or `both` (default).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtoSel {
+    Tcp,
+    Udp,
+    #[default]
+    Both,
+}
+
+impl ProtoSel {
+    /// IP protocol numbers.
+    pub fn numbers(self) -> Vec<u8> {
+        match self {
+            ProtoSel::Tcp => vec![6],
+            ProtoSel::Udp => vec![17],
+            ProtoSel::Both => vec![6, 17],
+        }
+    }
+}
+
+/// Ports: `80`, `"8000-8100"`, or a list of either; kept as inclusive ranges.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PortSpec(pub Vec<(u16, u16)>);
+
+fn parse_port_item(s: &str) -> Result<(u16, u16), String> {
+    let port = |p: &str| p.trim().parse::<u16>().ok().filter(|p| *p > 0);
+    match s.split_once('-') {
+        Some((a, b)) => match (port(a), port(b)) {
+            (Some(a), Some(b)) if a <= b => Ok((a, b)),
+            _ => Err(format!("`{s}` is not a port range like \"8000-8100\"")),
+        },
+        None => port(s).map(|p| (p, p)).ok_or_else(|| format!("`{s}` is not a port (1-65535)")),
+    }
+}
+
+impl<'de> Deserialize<'de> for PortSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Item {
+            Number(u64),
+            Text(String),
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(Item),
+            List(Vec<Item>),
+        }
+        let items = match Raw::deserialize(d)? {
+            Raw::One(i) => vec![i],
+            Raw::List(l) => l,
+        };
+        let mut out = Vec::new();
+        for i in items {
+            let text = match i {
+                Item::Number(n) => n.to_string(),
+                Item::Text(t) => t,
+            };
+            out.push(parse_port_item(&text).map_err(de::Error::custom)?);
+        }
+        if out.is_empty() {
+            return Err(de::Error::custom("an empty port list"));
+        }
+        Ok(PortSpec(out))
+    }
+}
+
+/// `ADDR`, `ADDR:PORT`, `[V6ADDR]:PORT`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NatTarget {
+    pub addr: std::net::IpAddr,
+    pub port: Option<u16>,
+}
+
+impl<'de> Deserialize<'de> for NatTarget {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let bad = || de::Error::custom(format!("`{s}` is not ADDR, ADDR:PORT or [IPV6]:PORT"));
+        if let Ok(addr) = s.parse() {
+            return Ok(NatTarget { addr, port: None });
+        }
+        let (a, p) = match s.strip_prefix('[') {
+            Some(rest) => rest.split_once("]:").ok_or_else(bad)?,
+            None => s.rsplit_once(':').ok_or_else(bad)?,
+        };
+        let addr = a.parse().map_err(|_| bad())?;
+        let port = p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad)?;
+        Ok(NatTarget { addr, port: Some(port) })
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    #[default]
+    Accept,
+    Drop,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DnatRule {
+    #[serde(default)]
+    pub in_interface: Option<String>,
+    #[serde(default, deserialize_with = "opt_nft_name")]
+    pub in_zone: Option<String>,
+    #[serde(default)]
+    pub proto: ProtoSel,
+    pub port: PortSpec,
+    pub to: NatTarget,
+    #[serde(default)]
+    pub hairpin: bool,
+    #[serde(default)]
+    pub comment: Option<String>,
+    /// Line of this entry in the file, for errors the kernel reports later.
+    #[serde(skip)]
+    pub line: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SnatRule {
+    #[serde(default)]
+    pub out_interface: Option<String>,
+    #[serde(default, deserialize_with = "opt_nft_name")]
+    pub out_zone: Option<String>,
+    #[serde(default, deserialize_with = "opt_prefix")]
+    pub source: Option<IpPrefix>,
+    pub to: NatTarget,
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(skip)]
+    pub line: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MasqueradeRule {
+    #[serde(default)]
+    pub out_interface: Option<String>,
+    #[serde(default, deserialize_with = "opt_nft_name")]
+    pub out_zone: Option<String>,
+    #[serde(default, deserialize_with = "opt_prefix")]
+    pub source: Option<IpPrefix>,
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(skip)]
+    pub line: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardRule {
+    /// A zone, an interface, a CIDR, a managed set, or `container:<docker set>`.
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Option<String>,
+    #[serde(default)]
+    pub proto: Option<ProtoSel>,
+    #[serde(default)]
+    pub port: Option<PortSpec>,
+    pub action: Verdict,
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(skip)]
+    pub line: usize,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NatConfig {
+    #[serde(default)]
+    pub dnat: Vec<DnatRule>,
+    #[serde(default)]
+    pub snat: Vec<SnatRule>,
+    #[serde(default)]
+    pub masquerade: Vec<MasqueradeRule>,
+    #[serde(default)]
+    pub forward: Vec<ForwardRule>,
+    #[serde(default)]
+    pub forward_policy: Verdict,
+    #[serde(default)]
+    pub enable_forwarding: bool,
+}
+
 /// The file as written.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -400,6 +588,8 @@ struct RawConfig {
     zones: BTreeMap<String, ZoneConfig>,
     #[serde(default)]
     docker: Option<DockerConfig>,
+    #[serde(default)]
+    nat: Option<NatConfig>,
     // rust-network-mgr's top-level keys.
     #[serde(default)]
     socket_path: Option<PathBuf>,
@@ -420,6 +610,8 @@ pub struct Config {
     pub zones: BTreeMap<String, ZoneConfig>,
     /// `None`: no Docker integration (the section is absent).
     pub docker: Option<DockerConfig>,
+    /// `None`: no NAT or forward rules (the section is absent).
+    pub nat: Option<NatConfig>,
     /// Things worth a warning that do not stop netmgrd (ignored legacy keys).
     pub warnings: Vec<String>,
 }
@@ -507,8 +699,57 @@ impl Config {
             interfaces: raw.interfaces,
             zones: raw.zones,
             docker: raw.docker,
+            nat: raw.nat,
             warnings,
         };
+        let mut config = config;
+        if let Some(nat) = &mut config.nat {
+            number_entries(text, nat);
+        }
+        if let Some(nat) = &config.nat {
+            let zones = config.zone_names();
+            let zone_ok = |z: &Option<String>| z.as_ref().is_none_or(|z| zones.contains(z));
+            let fail = |line: usize, msg: String| Err(parse_error(line, 1, msg));
+            for r in &nat.dnat {
+                if r.in_interface.is_some() == r.in_zone.is_some() {
+                    return fail(r.line, "nat.dnat: give in_interface or in_zone (one of them)".into());
+                }
+                if !zone_ok(&r.in_zone) {
+                    return fail(
+                        r.line,
+                        format!("nat.dnat: unknown zone `{}`", r.in_zone.as_deref().unwrap_or("")),
+                    );
+                }
+            }
+            for (out_i, out_z, line, what) in
+                nat.snat.iter().map(|r| (&r.out_interface, &r.out_zone, r.line, "snat")).chain(
+                    nat.masquerade.iter().map(|r| (&r.out_interface, &r.out_zone, r.line, "masquerade")),
+                )
+            {
+                if out_i.is_some() && out_z.is_some() {
+                    return fail(line, format!("nat.{what}: give out_interface or out_zone, not both"));
+                }
+                if !zone_ok(out_z) {
+                    return fail(
+                        line,
+                        format!("nat.{what}: unknown zone `{}`", out_z.as_deref().unwrap_or("")),
+                    );
+                }
+            }
+            for r in &nat.snat {
+                if let Some(src) = r.source {
+                    if src.addr.is_ipv4() != r.to.addr.is_ipv4() {
+                        return fail(r.line, "nat.snat: source and to are of different families".into());
+                    }
+                }
+            }
+            for r in &nat.forward {
+                if r.port.is_some() && r.proto.is_none() {
+                    return fail(r.line, "nat.forward: a port needs proto (tcp, udp or both)".into());
+                }
+            }
+        }
+        let config = config;
         if let Some(d) = &config.docker {
             for (i, set) in d.sets.iter().enumerate() {
                 if set.ipv4_set.is_none() && set.ipv6_set.is_none() {
@@ -590,6 +831,77 @@ impl Config {
             .map(|i| i.name.as_str())
             .collect()
     }
+}
+
+/// Gives each `nat:` entry the line it starts on (serde_yaml keeps no positions).
+fn number_entries(text: &str, nat: &mut NatConfig) {
+    let after = text.lines().position(|l| l.starts_with("nat:")).unwrap_or(0);
+    let lines = |key: &str| list_item_lines(text, key, Some(after));
+    let fill = |lines: Vec<usize>, n: usize| -> Vec<usize> {
+        let last = lines.last().copied().unwrap_or(after + 1);
+        (0..n).map(|i| lines.get(i).copied().unwrap_or(last)).collect()
+    };
+    let numbered = fill(lines("dnat"), nat.dnat.len());
+    for (r, l) in nat.dnat.iter_mut().zip(numbered) {
+        r.line = l;
+    }
+    let numbered = fill(lines("snat"), nat.snat.len());
+    for (r, l) in nat.snat.iter_mut().zip(numbered) {
+        r.line = l;
+    }
+    let numbered = fill(lines("masquerade"), nat.masquerade.len());
+    for (r, l) in nat.masquerade.iter_mut().zip(numbered) {
+        r.line = l;
+    }
+    let numbered = fill(lines("forward"), nat.forward.len());
+    for (r, l) in nat.forward.iter_mut().zip(numbered) {
+        r.line = l;
+    }
+}
+
+/// For a key holding a list: the 1-based line of each block-style item (`- ...`), or of the
+/// key itself for flow style (`key: [...]`). With `key` alone (no list), its own line.
+fn list_item_lines(text: &str, key: &str, after_line: Option<usize>) -> Vec<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = after_line.unwrap_or(0);
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let Some(k) = (start..lines.len()).find(|&i| {
+        let t = lines[i].trim_start();
+        t.starts_with(&format!("{key}:")) && !t.starts_with('#')
+    }) else {
+        return Vec::new();
+    };
+    let key_indent = indent(lines[k]);
+    let rest = lines[k].trim_start()[key.len() + 1..].trim();
+    if !rest.is_empty() && !rest.starts_with('#') {
+        return vec![k + 1]; // flow style: every item on the key's line
+    }
+    let mut out = Vec::new();
+    let mut item_indent = None;
+    for (i, l) in lines.iter().enumerate().skip(k + 1) {
+        let t = l.trim_start();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        if indent(l) <= key_indent && !t.starts_with("- ") && t != "-" {
+            break;
+        }
+        if indent(l) < key_indent {
+            break;
+        }
+        if t.starts_with("- ") || t == "-" {
+            match item_indent {
+                None => item_indent = Some(indent(l)),
+                Some(ii) if indent(l) != ii => continue,
+                _ => {}
+            }
+            out.push(i + 1);
+        }
+    }
+    if out.is_empty() {
+        out.push(k + 1);
+    }
+    out
 }
 
 /// serde_yaml appends " at line L column C"; the position is printed in front instead.
@@ -790,6 +1102,36 @@ mod tests {
         assert!(e.contains("give ipv4_set, ipv6_set or both"), "{e}");
         let e = err("docker:\n  sets: [{ ipv4_set: a, match: { nmes: [x] } }]\n");
         assert!(e.contains("did you mean `names`"), "{e}");
+    }
+
+    #[test]
+    fn nat_section_with_entry_lines() {
+        let text = "interfaces:\n  - { name: eth0, zone: wan }\n  - { name: eth1, zone: lan }\nnat:\n  enable_forwarding: true\n  forward_policy: drop\n  dnat:\n    - in_zone: wan\n      proto: tcp\n      port: 8080\n      to: 192.0.2.10:80\n      hairpin: true\n    - { in_interface: eth0, proto: both, port: [\"8000-8100\", 9000], to: \"[2001:db8::10]:8000\" }\n  masquerade:\n    - { out_zone: wan, source: 192.0.2.0/24 }\n  snat:\n    - { out_interface: eth0, source: 198.51.100.0/24, to: 203.0.113.7 }\n  forward:\n    - { from: lan, to: wan, action: accept }\n    - { from: wan, to: 192.0.2.10/32, proto: tcp, port: 22, action: drop }\n";
+        let c = parse(text).unwrap();
+        let n = c.nat.as_ref().unwrap();
+        assert!(n.enable_forwarding);
+        assert_eq!(n.forward_policy, Verdict::Drop);
+        assert_eq!(n.dnat[0].line, 8);
+        assert_eq!(n.dnat[1].line, 13);
+        assert_eq!(n.dnat[0].to, NatTarget { addr: "192.0.2.10".parse().unwrap(), port: Some(80) });
+        assert_eq!(n.dnat[1].port.0, vec![(8000, 8100), (9000, 9000)]);
+        assert_eq!(n.dnat[1].to.port, Some(8000));
+        assert_eq!(n.dnat[1].proto.numbers(), vec![6, 17]);
+        assert_eq!(n.masquerade[0].line, 15);
+        assert_eq!(n.snat[0].line, 17);
+        assert_eq!(n.forward[1].line, 20);
+        let e = err("nat:\n  dnat:\n    - { port: 80, to: 192.0.2.1 }\n");
+        assert!(e.contains(":3:1: nat.dnat: give in_interface or in_zone"), "{e}");
+        let e = err("nat:\n  dnat:\n    - { in_zone: nope, port: 80, to: 192.0.2.1 }\n");
+        assert!(e.contains("unknown zone `nope`"), "{e}");
+        let e = err("nat:\n  dnat:\n    - { in_interface: eth0, port: \"90-80\", to: 192.0.2.1 }\n");
+        assert!(e.contains("not a port range"), "{e}");
+        let e = err("nat:\n  dnat:\n    - { in_interface: eth0, port: 80, to: \"192.0.2.1:http\" }\n");
+        assert!(e.contains("is not ADDR, ADDR:PORT"), "{e}");
+        let e = err("nat:\n  forward:\n    - { from: lan, port: 22, action: drop }\n");
+        assert!(e.contains("a port needs proto"), "{e}");
+        let e = err("nat:\n  forward:\n    - { from: lan, action: reject }\n");
+        assert!(e.contains("unknown variant `reject`"), "{e}");
     }
 
     #[test]
