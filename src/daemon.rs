@@ -1,14 +1,16 @@
 //! The daemon's state between turns and what a turn does: apply events, answer control
 //! requests, and reconcile once (plan -> diff -> at most one nftables batch).
 
-use crate::config::{Config, OnExit, TableRef};
+use crate::config::{Config, OnExit};
 use crate::diff::{self, Applied, SetChange};
 use crate::elements::{SetId, SetKind};
 use crate::event::{EngineStatus, Event, SignalKind};
 use crate::event_loop::{Handler, Outgoing};
 use crate::nft::{self, Nft, NftError};
 use crate::observed::Observed;
+use crate::owned;
 use crate::plan::{self, managed_sets, Desired};
+use crate::ruleset::OwnedTable;
 use crate::wire::control::{reply_err, reply_ok, Request, COMMANDS};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -49,6 +51,10 @@ pub struct Daemon {
     started: Instant,
     last_error: Option<String>,
     engine: Option<EngineStatus>,
+    /// The owned table as last built (what `ruleset` prints).
+    owned: Option<OwnedTable>,
+    /// A stale owned table from an earlier instance was looked for.
+    owned_checked: bool,
     pub reloads: u64,
 }
 
@@ -65,38 +71,56 @@ impl Daemon {
             started: Instant::now(),
             last_error: None,
             engine: None,
+            owned: None,
+            owned_checked: false,
             reloads: 0,
         };
-        d.replace_owned_table(None);
+        let _ = d.sync_owned_table(true);
         d.refresh_all_sets();
         d
     }
 
-    /// Builds the owned table the config asks for (atomically replacing a stale one), and
-    /// removes the one a previous config or instance had when it is no longer wanted.
-    fn replace_owned_table(&mut self, previous: Option<&TableRef>) {
-        let wanted = plan::owned_table(&self.config).cloned();
-        let stale = previous.cloned().or_else(|| Some(self.config.nftables.owned_table.clone()));
-        if let Some(old) = stale.filter(|old| Some(old) != wanted.as_ref()) {
-            // Deleting costs a transaction; most starts have nothing to delete.
-            if !self.nft.table_exists(&old).unwrap_or(true) {
-                return self.build_wanted(wanted);
-            }
-            if let Err(e) = nft::delete_owned_table(&mut self.nft, &old) {
-                log::warn!("cannot remove table {old}: {e}");
+    /// Brings the owned table in line with the config: builds it (atomically replacing what
+    /// was there, with its sets already holding their current elements), or removes the one a
+    /// previous config or instance left. `force` rebuilds even when nothing changed (the
+    /// table vanished). On error the previous table stays in force (the batch is atomic).
+    fn sync_owned_table(&mut self, force: bool) -> Result<(), String> {
+        let spec = owned::owned_table(&self.config)?.map(|(t, _)| t);
+        if !force && spec == self.owned && (spec.is_some() || self.owned_checked) {
+            return Ok(());
+        }
+        self.owned_checked = true;
+        let stale = self
+            .owned
+            .as_ref()
+            .map(|o| o.table.clone())
+            .unwrap_or_else(|| self.config.nftables.owned_table.clone());
+        if spec.as_ref().map(|s| &s.table) != Some(&stale) && self.nft.table_exists(&stale).unwrap_or(true) {
+            if let Err(e) = nft::delete_owned_table(&mut self.nft, &stale) {
+                log::warn!("cannot remove table {stale}: {e}");
             }
         }
-        self.build_wanted(wanted);
-    }
-
-    fn build_wanted(&mut self, wanted: Option<TableRef>) {
-        if let Some(t) = wanted {
-            match nft::build_owned_table(&mut self.nft, &t) {
-                Ok(()) => log::info!("built table {t}"),
-                Err(e) => {
-                    log::error!("cannot build table {t}: {e}");
-                    self.last_error = Some(format!("table {t}: {e}"));
-                }
+        self.applied.retain(|s, _| s.table != stale);
+        let Some(spec) = spec else {
+            self.owned = None;
+            return Ok(());
+        };
+        let desired = self.desired();
+        let elements: crate::plan::Desired =
+            spec.sets.iter().map(|s| (s.clone(), desired.get(s).cloned().unwrap_or_default())).collect();
+        match nft::build_owned_table(&mut self.nft, &spec, &elements) {
+            Ok(()) => {
+                log::info!("built table {} ({} rules)", spec.table, spec.rule_count());
+                self.applied.retain(|s, _| s.table != spec.table);
+                self.applied.extend(elements);
+                self.owned = Some(spec);
+                Ok(())
+            }
+            Err(e) => {
+                let msg = format!("table {}: {e}", spec.table);
+                log::error!("{msg}; the previous table stays in force");
+                self.last_error = Some(msg.clone());
+                Err(msg)
             }
         }
     }
@@ -142,11 +166,10 @@ impl Daemon {
     fn refresh_all_sets(&mut self) {
         let managed: Vec<SetId> = managed_sets(&self.config).into_iter().map(|(_, s)| s).collect();
         // The owned table is ours: if someone removed it (`nft flush ruleset`), build it again.
-        if let Some(t) = plan::owned_table(&self.config).cloned() {
-            let first = plan::owned_sets(&t).into_iter().next().map(|o| o.id);
-            if let Some(Err(NftError::Missing { .. })) = first.map(|s| self.nft.read_set(&s)) {
+        if let Some(t) = self.owned.as_ref().map(|o| o.table.clone()) {
+            if !self.nft.table_exists(&t).unwrap_or(true) {
                 log::warn!("table {t} is gone; building it again");
-                self.replace_owned_table(Some(&t));
+                let _ = self.sync_owned_table(true);
             }
         }
         // Sets dropped from the config keep their applied entry so diff can empty them.
@@ -222,26 +245,25 @@ impl Daemon {
 
     fn reload(&mut self, out: &mut Vec<Outgoing>) -> Result<(), String> {
         let config = Config::load(&self.source.path).map_err(|e| e.to_string())?;
-        let old_owned = plan::owned_table(&self.config).cloned();
-        let docker = self.source.docker_socket(&config);
-        if docker != self.source.docker_socket(&self.config) {
+        let previous = std::mem::replace(&mut self.config, config);
+        if let Err(e) = self.sync_owned_table(false) {
+            // The kernel refused the new table: keep running the old config whole.
+            self.config = previous;
+            return Err(e);
+        }
+        let docker = self.source.docker_socket(&self.config);
+        if docker != self.source.docker_socket(&previous) {
             // A different Engine (or none): what was known of containers no longer holds.
             self.observed.containers.clear();
             self.observed.docker_ready = false;
             self.engine = None;
             out.push(Outgoing::DockerSocket(docker));
         }
-        if config.control != self.config.control {
+        if self.config.control != previous.control {
             log::warn!("control socket settings changed; they take effect at the next restart");
         }
-        for w in &config.warnings {
+        for w in &self.config.warnings {
             log::warn!("{w}");
-        }
-        self.config = config;
-        if plan::owned_table(&self.config) != old_owned.as_ref() {
-            self.replace_owned_table(old_owned.as_ref());
-            // A rebuilt table starts empty: forget what was applied to the old one.
-            self.applied.retain(|s, _| old_owned.as_ref() != Some(&s.table));
         }
         set_log_level(&self.config, &self.source);
         self.reloads += 1;
@@ -253,7 +275,7 @@ impl Daemon {
     /// `on_exit: flush` empties every managed set before stopping.
     fn stop(&mut self) {
         if self.config.nftables.on_exit == OnExit::Flush {
-            let owned = plan::owned_table(&self.config).cloned();
+            let owned = self.owned.as_ref().map(|o| o.table.clone());
             let changes: Vec<SetChange> = diff::flush_all(&self.applied)
                 .into_iter()
                 .filter(|c| owned.as_ref() != Some(&c.set.table))

@@ -9,6 +9,7 @@ use crate::elements::{Elem, SetId, SetKind};
 use crate::event::Address;
 use crate::matching;
 use crate::observed::Observed;
+use crate::owned;
 use crate::prefix::IpPrefix;
 use crate::wire::docker::Proto;
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,38 +28,24 @@ pub const DOCKER_OWNER: &str = "docker";
 /// The owner name of the owned table's publish maps.
 pub const PUBLISH_OWNER: &str = "publish";
 
-/// A set or map in the owned table.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OwnedSet {
-    pub id: SetId,
-}
-
-/// The owned table's sets and maps for `docker.publish`.
-pub fn owned_sets(owned: &TableRef) -> Vec<OwnedSet> {
-    [
-        ("publish4", SetKind::Publish4),
-        ("publish6", SetKind::Publish6),
-        ("publish4_bound", SetKind::PublishBound4),
-        ("publish6_bound", SetKind::PublishBound6),
-        ("hairpin4", SetKind::Pair4),
-        ("hairpin6", SetKind::Pair6),
-    ]
-    .into_iter()
-    .map(|(name, kind)| OwnedSet { id: SetId { table: owned.clone(), name: name.to_string(), kind } })
-    .collect()
-}
+/// The owner name of sets in the owned table (maps, address copies) other than publish.
+pub const OWNED_OWNER: &str = "owned";
 
 /// The owned table, when the config needs one.
 pub fn owned_table(config: &Config) -> Option<&TableRef> {
-    config.docker.as_ref().filter(|d| d.publish).map(|_| &config.nftables.owned_table)
+    owned::wanted(config).then_some(&config.nftables.owned_table)
+}
+
+fn publish_on(config: &Config) -> bool {
+    config.docker.as_ref().is_some_and(|d| d.publish)
 }
 
 /// Published-port elements for every running container. A host port claimed twice goes to
 /// the container whose name sorts first, as a map key can hold one value.
 fn publish_elements(owned: &TableRef, observed: &Observed) -> Desired {
-    let sets = owned_sets(owned);
-    let id = |k: SetKind| sets.iter().find(|s| s.id.kind == k).map(|s| s.id.clone());
-    let mut out: Desired = sets.iter().map(|s| (s.id.clone(), BTreeSet::new())).collect();
+    let sets = owned::publish_sets(owned);
+    let id = |k: SetKind| sets.iter().find(|s| s.kind == k).cloned();
+    let mut out: Desired = sets.iter().map(|s| (s.clone(), BTreeSet::new())).collect();
     let mut claimed: BTreeSet<(SetKind, Option<IpAddr>, u8, u16)> = BTreeSet::new();
     let mut containers: Vec<_> = observed.containers.values().collect();
     containers.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
@@ -113,7 +100,7 @@ fn docker_sets(config: &Config) -> Vec<(usize, SetId)> {
 /// True for sets filled from containers (left alone until the first Docker sync).
 pub fn is_docker_set(config: &Config, set: &SetId) -> bool {
     docker_sets(config).iter().any(|(_, s)| s == set)
-        || owned_table(config).is_some_and(|t| owned_sets(t).iter().any(|o| o.id == *set))
+        || (publish_on(config) && owned::publish_sets(&config.nftables.owned_table).contains(set))
 }
 
 /// Every set the config manages, with its owner: the zone's name, or `docker`.
@@ -134,8 +121,11 @@ pub fn managed_sets(config: &Config) -> Vec<(String, SetId)> {
         }
     }
     out.extend(docker_sets(config).into_iter().map(|(_, s)| (DOCKER_OWNER.to_string(), s)));
-    if let Some(t) = owned_table(config) {
-        out.extend(owned_sets(t).into_iter().map(|o| (PUBLISH_OWNER.to_string(), o.id)));
+    if let Ok(Some((_, sources))) = owned::owned_table(config) {
+        for (set, src) in sources {
+            let owner = if src == owned::Source::Publish { PUBLISH_OWNER } else { OWNED_OWNER };
+            out.push((owner.to_string(), set));
+        }
     }
     out
 }
@@ -187,6 +177,19 @@ pub fn plan(config: &Config, observed: &Observed) -> Desired {
             counted.iter().map(|a| Elem::Addr(a.prefix.addr)).collect()
         };
         desired.insert(set, elems);
+    }
+    if let Ok(Some((_, sources))) = owned::owned_table(config) {
+        let copies = owned::copied_elements(&sources, &desired, |ifaces, v4| {
+            ifaces
+                .iter()
+                .flat_map(|name| observed.links_named(name))
+                .filter(|link| link.up)
+                .flat_map(|link| observed.addresses_of(link.index))
+                .filter(|a| address_counts(a) && a.prefix.addr.is_ipv4() == v4)
+                .map(|a| Elem::Addr(a.prefix.addr))
+                .collect()
+        });
+        desired.extend(copies);
     }
     desired
 }

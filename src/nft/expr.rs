@@ -86,7 +86,15 @@ const CMP_NEQ: u32 = 1;
 const FIB_F_DADDR: u32 = 1 << 1;
 const FIB_RESULT_ADDRTYPE: u32 = 3;
 const RTN_LOCAL: u32 = 2;
+const CT_STATE: u32 = 0;
 const CT_STATUS: u32 = 2;
+const CT_ESTABLISHED: u32 = 0x2;
+const CT_RELATED: u32 = 0x4;
+const NAT_SNAT: u32 = 0;
+const NF_DROP: u32 = 0;
+pub const META_MARK: u32 = 3;
+pub const META_IIFNAME: u32 = 6;
+pub const META_OIFNAME: u32 = 7;
 const IPS_DST_NAT: u32 = 0x20;
 const NAT_DNAT: u32 = 1;
 const NF_ACCEPT: u32 = 1;
@@ -104,10 +112,64 @@ pub fn payload(base: u32, offset: u32, len: u32, dreg: u32) -> Expr {
 }
 
 pub fn cmp_eq(sreg: u32, data: &[u8]) -> Expr {
+    cmp(sreg, CMP_EQ, data)
+}
+
+pub const CMP_LTE: u32 = 3;
+pub const CMP_GTE: u32 = 5;
+
+pub fn cmp(sreg: u32, op: u32, data: &[u8]) -> Expr {
     Expr::new(c"cmp")
         .u32(sys::NFTNL_EXPR_CMP_SREG, sreg)
-        .u32(sys::NFTNL_EXPR_CMP_OP, CMP_EQ)
+        .u32(sys::NFTNL_EXPR_CMP_OP, op)
         .data(sys::NFTNL_EXPR_CMP_DATA, data)
+}
+
+pub fn cmp_neq(sreg: u32, data: &[u8]) -> Expr {
+    cmp(sreg, CMP_NEQ, data)
+}
+
+/// `reg = (reg & mask) ^ xor` over `mask.len()` bytes.
+pub fn bitwise(reg: u32, mask: &[u8], xor: &[u8]) -> Expr {
+    Expr::new(c"bitwise")
+        .u32(sys::NFTNL_EXPR_BITWISE_SREG, reg)
+        .u32(sys::NFTNL_EXPR_BITWISE_DREG, reg)
+        .u32(sys::NFTNL_EXPR_BITWISE_LEN, mask.len() as u32)
+        .data(sys::NFTNL_EXPR_BITWISE_MASK, mask)
+        .data(sys::NFTNL_EXPR_BITWISE_XOR, xor)
+}
+
+pub fn meta_set(key: u32, sreg: u32) -> Expr {
+    Expr::new(c"meta").u32(sys::NFTNL_EXPR_META_KEY, key).u32(sys::NFTNL_EXPR_META_SREG, sreg)
+}
+
+pub fn immediate(dreg: u32, data: &[u8]) -> Expr {
+    Expr::new(c"immediate").u32(sys::NFTNL_EXPR_IMM_DREG, dreg).data(sys::NFTNL_EXPR_IMM_DATA, data)
+}
+
+/// `ct state established,related`.
+pub fn ct_established() -> [Expr; 3] {
+    [
+        Expr::new(c"ct").u32(sys::NFTNL_EXPR_CT_KEY, CT_STATE).u32(sys::NFTNL_EXPR_CT_DREG, REG1),
+        bitwise(REG1, &(CT_ESTABLISHED | CT_RELATED).to_ne_bytes(), &0u32.to_ne_bytes()),
+        cmp_neq(REG1, &0u32.to_ne_bytes()),
+    ]
+}
+
+/// `nat snat|dnat` with the address in `addr_reg` and optionally the port in `port_reg`.
+pub fn nat(dnat: bool, v4: bool, addr_reg: u32, port_reg: Option<u32>) -> Expr {
+    let e = Expr::new(c"nat")
+        .u32(sys::NFTNL_EXPR_NAT_TYPE, if dnat { NAT_DNAT } else { NAT_SNAT })
+        .u32(sys::NFTNL_EXPR_NAT_FAMILY, if v4 { 2 } else { 10 })
+        .u32(sys::NFTNL_EXPR_NAT_REG_ADDR_MIN, addr_reg);
+    match port_reg {
+        Some(r) => e.u32(sys::NFTNL_EXPR_NAT_REG_PROTO_MIN, r),
+        None => e,
+    }
+}
+
+pub fn drop_verdict() -> Expr {
+    Expr::new(c"immediate").u32(sys::NFTNL_EXPR_IMM_DREG, 0).u32(sys::NFTNL_EXPR_IMM_VERDICT, NF_DROP)
 }
 
 /// `fib daddr type local`.
@@ -151,15 +213,6 @@ pub fn lookup(set: &str, sreg: u32, dreg: Option<u32>) -> Expr {
         Some(d) => e.u32(sys::NFTNL_EXPR_LOOKUP_DREG, d),
         None => e,
     }
-}
-
-/// `dnat ip|ip6 to` address in `addr_reg`, port in `port_reg`.
-pub fn dnat(v4: bool, addr_reg: u32, port_reg: u32) -> Expr {
-    Expr::new(c"nat")
-        .u32(sys::NFTNL_EXPR_NAT_TYPE, NAT_DNAT)
-        .u32(sys::NFTNL_EXPR_NAT_FAMILY, if v4 { 2 } else { 10 })
-        .u32(sys::NFTNL_EXPR_NAT_REG_ADDR_MIN, addr_reg)
-        .u32(sys::NFTNL_EXPR_NAT_REG_PROTO_MIN, port_reg)
 }
 
 pub fn masquerade() -> Expr {

@@ -1,21 +1,25 @@
-//! The table netmgrd owns (`nftables.owned_table`): built in one transaction — add table,
-//! delete it, add it again, then sets, chains and rules — so it is replaced atomically and a
-//! crashed earlier instance leaves nothing stale. Its map elements are managed like any
-//! other managed set afterwards.
+//! The table netmgrd owns (`nftables.owned_table`), built from its description
+//! (`ruleset::OwnedTable`) in one transaction: add table, delete it, add it again, then sets,
+//! their current elements, chains and rules. It is replaced atomically, a crashed earlier
+//! instance leaves nothing stale, and no packet sees a half-built table.
 
-use super::expr::{self, reg32, REG1, REG2};
+use super::elems::ElemList;
+use super::expr::{self, reg32, Expr, REG1, REG2};
 use super::socket::{MsgInfo, Nft};
 use super::{family_number, NftError};
 use crate::config::{Family, TableRef};
-use crate::elements::SetKind;
-use crate::plan::{owned_sets, OwnedSet};
+use crate::elements::SetId;
+use crate::plan::Desired;
+use crate::ruleset::{Hook as RuleHook, OwnedTable, Stmt, HAIRPIN_MARK};
 use nftnl::nftnl_sys as sys;
 use nftnl::{Batch, Chain, ChainType, Hook, MsgType, NlMsg, Policy, ProtoFamily, Rule, Table};
 use std::ffi::{c_void, CString};
+use std::net::IpAddr;
 use std::os::raw::c_char;
 use std::ptr::NonNull;
 
 const NFT_MSG_NEWSET: u16 = 9;
+const NFT_SET_INTERVAL: u32 = 0x4;
 const NFT_SET_MAP: u32 = 0x8;
 
 fn proto_family(f: Family) -> ProtoFamily {
@@ -29,18 +33,19 @@ fn proto_family(f: Family) -> ProtoFamily {
     }
 }
 
-/// A named set or map declaration (the nftnl crate's `Set` cannot declare maps or
-/// concatenated keys).
+/// A named set or map declaration (the nftnl crate's `Set` cannot declare maps, intervals
+/// or concatenated keys).
 struct SetDecl {
     set: NonNull<sys::nftnl_set>,
     family: u16,
 }
 
 impl SetDecl {
-    fn new(table: &TableRef, name: &str, kind: SetKind, id: u32) -> Option<SetDecl> {
-        let t = CString::new(table.name.as_str()).ok()?;
-        let n = CString::new(name).ok()?;
-        let family = family_number(table.family);
+    fn new(id: &SetId, seq_id: u32) -> Option<SetDecl> {
+        let t = CString::new(id.table.name.as_str()).ok()?;
+        let n = CString::new(id.name.as_str()).ok()?;
+        let family = family_number(id.table.family);
+        let kind = id.kind;
         // SAFETY: a fresh libnftnl set object; strings are copied by libnftnl.
         unsafe {
             let s = NonNull::new(sys::nftnl_set_alloc())?;
@@ -48,7 +53,7 @@ impl SetDecl {
             sys::nftnl_set_set_u32(p, sys::NFTNL_SET_FAMILY as u16, u32::from(family));
             sys::nftnl_set_set_str(p, sys::NFTNL_SET_TABLE as u16, t.as_ptr());
             sys::nftnl_set_set_str(p, sys::NFTNL_SET_NAME as u16, n.as_ptr());
-            sys::nftnl_set_set_u32(p, sys::NFTNL_SET_ID as u16, id);
+            sys::nftnl_set_set_u32(p, sys::NFTNL_SET_ID as u16, seq_id);
             sys::nftnl_set_set_u32(p, sys::NFTNL_SET_KEY_TYPE as u16, kind.key_type());
             sys::nftnl_set_set_u32(p, sys::NFTNL_SET_KEY_LEN as u16, kind.key_len());
             let mut flags = 0;
@@ -56,6 +61,9 @@ impl SetDecl {
                 flags |= NFT_SET_MAP;
                 sys::nftnl_set_set_u32(p, sys::NFTNL_SET_DATA_TYPE as u16, data_type);
                 sys::nftnl_set_set_u32(p, sys::NFTNL_SET_DATA_LEN as u16, data_len);
+            }
+            if kind.is_interval() {
+                flags |= NFT_SET_INTERVAL;
             }
             sys::nftnl_set_set_u32(p, sys::NFTNL_SET_FLAGS as u16, flags);
             Some(SetDecl { set: s, family })
@@ -82,62 +90,138 @@ unsafe impl NlMsg for SetDecl {
     }
 }
 
-/// Which hook, priority and type each chain has.
-const CHAINS: [(&str, Hook, i32, ChainType); 4] = [
-    ("prerouting", Hook::PreRouting, -100, ChainType::Nat),
-    ("output", Hook::Out, -100, ChainType::Nat),
-    ("postrouting", Hook::PostRouting, 100, ChainType::Nat),
-    ("forward", Hook::Forward, 0, ChainType::Filter),
-];
+fn addr_bytes(a: IpAddr) -> Vec<u8> {
+    match a {
+        IpAddr::V4(v) => v.octets().to_vec(),
+        IpAddr::V6(v) => v.octets().to_vec(),
+    }
+}
 
-/// `dnat ip|ip6 to [ip daddr .] meta l4proto . th dport map @NAME`, as nft encodes it.
-fn dnat_rule(rule: &mut Rule, map: &str, v4: bool, bound: bool) {
-    let addr_len = if v4 { 4 } else { 16 };
-    if bound {
-        for e in expr::nfproto_is(v4) {
-            rule.add_expr(&e);
-        }
-        rule.add_expr(&expr::payload(expr::PAYLOAD_NETWORK, if v4 { 16 } else { 24 }, addr_len, REG1));
-        // The fields after an address start at the next free 32-bit register.
-        let next = if v4 { reg32(1) } else { REG2 };
-        let after = if v4 { reg32(2) } else { reg32(5) };
-        rule.add_expr(&expr::meta(expr::META_L4PROTO, next));
-        rule.add_expr(&expr::payload(expr::PAYLOAD_TRANSPORT, 2, 2, after));
+fn ifname_bytes(name: &str) -> Vec<u8> {
+    let mut b = name.as_bytes().to_vec();
+    b.push(0);
+    b
+}
+
+/// Offsets of the source and destination address in the network header.
+fn addr_offsets(v4: bool) -> (u32, u32, u32) {
+    if v4 {
+        (12, 16, 4)
     } else {
-        for e in expr::fib_daddr_is_local() {
-            rule.add_expr(&e);
+        (8, 24, 16)
+    }
+}
+
+/// The expressions of one statement, in the register use `nft --debug=netlink` shows.
+fn exprs(stmt: &Stmt) -> Vec<Expr> {
+    match stmt {
+        Stmt::NfProto { v4 } => expr::nfproto_is(*v4).into(),
+        Stmt::IifName(n) => vec![expr::meta(expr::META_IIFNAME, REG1), expr::cmp_eq(REG1, &ifname_bytes(n))],
+        Stmt::IifNameNot(n) => {
+            vec![expr::meta(expr::META_IIFNAME, REG1), expr::cmp_neq(REG1, &ifname_bytes(n))]
         }
-        rule.add_expr(&expr::meta(expr::META_L4PROTO, REG1));
-        rule.add_expr(&expr::payload(expr::PAYLOAD_TRANSPORT, 2, 2, reg32(1)));
+        Stmt::OifName(n) => vec![expr::meta(expr::META_OIFNAME, REG1), expr::cmp_eq(REG1, &ifname_bytes(n))],
+        Stmt::L4Proto(p) => vec![expr::meta(expr::META_L4PROTO, REG1), expr::cmp_eq(REG1, &[*p])],
+        Stmt::Dport(a, b) => {
+            let load = expr::payload(expr::PAYLOAD_TRANSPORT, 2, 2, REG1);
+            if a == b {
+                vec![load, expr::cmp_eq(REG1, &a.to_be_bytes())]
+            } else {
+                // Ports are big-endian in the packet: a byte-wise compare orders them right.
+                vec![
+                    load,
+                    expr::cmp(REG1, expr::CMP_GTE, &a.to_be_bytes()),
+                    expr::cmp(REG1, expr::CMP_LTE, &b.to_be_bytes()),
+                ]
+            }
+        }
+        Stmt::Saddr(p) | Stmt::Daddr(p) => {
+            let v4 = p.addr.is_ipv4();
+            let (s, d, len) = addr_offsets(v4);
+            let off = if matches!(stmt, Stmt::Saddr(_)) { s } else { d };
+            let mut v = vec![expr::payload(expr::PAYLOAD_NETWORK, off, len, REG1)];
+            let full = if v4 { 32 } else { 128 };
+            if p.len < full {
+                let mask = addr_bytes(crate::prefix::IpPrefix { addr: mask_all(v4), len: p.len }.network());
+                v.push(expr::bitwise(REG1, &mask, &vec![0; len as usize]));
+            }
+            v.push(expr::cmp_eq(REG1, &addr_bytes(p.network())));
+            v
+        }
+        Stmt::SaddrSet { set, v4 } | Stmt::DaddrSet { set, v4 } => {
+            let (s, d, len) = addr_offsets(*v4);
+            let off = if matches!(stmt, Stmt::SaddrSet { .. }) { s } else { d };
+            vec![expr::payload(expr::PAYLOAD_NETWORK, off, len, REG1), expr::lookup(set, REG1, None)]
+        }
+        Stmt::PairSet { set, v4 } => {
+            let (s, d, len) = addr_offsets(*v4);
+            let second = if *v4 { reg32(1) } else { REG2 };
+            vec![
+                expr::payload(expr::PAYLOAD_NETWORK, s, len, REG1),
+                expr::payload(expr::PAYLOAD_NETWORK, d, len, second),
+                expr::lookup(set, REG1, None),
+            ]
+        }
+        Stmt::DaddrLocal => expr::fib_daddr_is_local().into(),
+        Stmt::CtStatusDnat => expr::ct_status_dnat().into(),
+        Stmt::CtEstablished => expr::ct_established().into(),
+        Stmt::SetHairpinMark => vec![
+            expr::meta(expr::META_MARK, REG1),
+            expr::bitwise(REG1, &(!HAIRPIN_MARK).to_ne_bytes(), &HAIRPIN_MARK.to_ne_bytes()),
+            expr::meta_set(expr::META_MARK, REG1),
+        ],
+        Stmt::HasHairpinMark => vec![
+            expr::meta(expr::META_MARK, REG1),
+            expr::bitwise(REG1, &HAIRPIN_MARK.to_ne_bytes(), &0u32.to_ne_bytes()),
+            expr::cmp_neq(REG1, &0u32.to_ne_bytes()),
+        ],
+        Stmt::Dnat { to, port } => {
+            let mut v = vec![expr::immediate(REG1, &addr_bytes(*to))];
+            if let Some(p) = port {
+                v.push(expr::immediate(REG2, &p.to_be_bytes()));
+            }
+            v.push(expr::nat(true, to.is_ipv4(), REG1, port.map(|_| REG2)));
+            v
+        }
+        Stmt::DnatMap { map, v4, bound } => {
+            let mut v = Vec::new();
+            if *bound {
+                let (_, d, len) = addr_offsets(*v4);
+                v.push(expr::payload(expr::PAYLOAD_NETWORK, d, len, REG1));
+                // The fields after an address start at the next free 32-bit register.
+                let (next, after) = if *v4 { (reg32(1), reg32(2)) } else { (REG2, reg32(5)) };
+                v.push(expr::meta(expr::META_L4PROTO, next));
+                v.push(expr::payload(expr::PAYLOAD_TRANSPORT, 2, 2, after));
+            } else {
+                v.push(expr::meta(expr::META_L4PROTO, REG1));
+                v.push(expr::payload(expr::PAYLOAD_TRANSPORT, 2, 2, reg32(1)));
+            }
+            v.push(expr::lookup(map, REG1, Some(REG1)));
+            v.push(expr::nat(true, *v4, REG1, Some(if *v4 { reg32(1) } else { REG2 })));
+            v
+        }
+        Stmt::Snat { to } => {
+            vec![expr::immediate(REG1, &addr_bytes(*to)), expr::nat(false, to.is_ipv4(), REG1, None)]
+        }
+        Stmt::Masquerade => vec![expr::masquerade()],
+        Stmt::Accept => vec![expr::accept()],
+        Stmt::Drop => vec![expr::drop_verdict()],
     }
-    rule.add_expr(&expr::lookup(map, REG1, Some(REG1)));
-    rule.add_expr(&expr::dnat(v4, REG1, if v4 { reg32(1) } else { REG2 }));
 }
 
-/// `ct status dnat ip|ip6 saddr . ip|ip6 daddr @NAME masquerade`.
-fn hairpin_rule(rule: &mut Rule, set: &str, v4: bool) {
-    for e in expr::ct_status_dnat() {
-        rule.add_expr(&e);
-    }
-    for e in expr::nfproto_is(v4) {
-        rule.add_expr(&e);
-    }
-    let (saddr, daddr, len, second) = if v4 { (12, 16, 4, reg32(1)) } else { (8, 24, 16, REG2) };
-    rule.add_expr(&expr::payload(expr::PAYLOAD_NETWORK, saddr, len, REG1));
-    rule.add_expr(&expr::payload(expr::PAYLOAD_NETWORK, daddr, len, second));
-    rule.add_expr(&expr::lookup(set, REG1, None));
-    rule.add_expr(&expr::masquerade());
-}
-
-fn comment(rule: &mut Rule, text: &str) {
-    if let Ok(c) = CString::new(text) {
-        let _ = rule.set_comment(c);
+fn mask_all(v4: bool) -> IpAddr {
+    if v4 {
+        IpAddr::V4(std::net::Ipv4Addr::BROADCAST)
+    } else {
+        IpAddr::V6(std::net::Ipv6Addr::from(u128::MAX))
     }
 }
 
-/// Replaces the owned table atomically with the publish skeleton.
-pub fn build_owned_table(nft: &mut Nft, owned: &TableRef) -> Result<(), NftError> {
-    let name = CString::new(owned.name.as_str()).map_err(|_| NftError::Missing { set: owned.to_string() })?;
+/// Replaces the owned table atomically with `spec`, its sets holding `elements`.
+pub fn build_owned_table(nft: &mut Nft, spec: &OwnedTable, elements: &Desired) -> Result<(), NftError> {
+    let owned = &spec.table;
+    let shown = owned.to_string();
+    let name = CString::new(owned.name.as_str()).map_err(|_| NftError::Missing { set: shown.clone() })?;
     let table = Table::new(&name, proto_family(owned.family));
     let mut batch = Batch::new();
     let mut infos = Vec::new();
@@ -145,66 +229,55 @@ pub fn build_owned_table(nft: &mut Nft, owned: &TableRef) -> Result<(), NftError
         msg.add_to(batch, op);
         infos.push(MsgInfo { set: what, op: step });
     };
-    let shown = owned.to_string();
     add(&mut batch, &table, MsgType::Add, shown.clone(), "create table");
     add(&mut batch, &table, MsgType::Del, shown.clone(), "delete table");
     add(&mut batch, &table, MsgType::Add, shown.clone(), "create table");
-    for (id, s) in owned_sets(owned).iter().enumerate() {
-        let decl = SetDecl::new(owned, &s.id.name, s.id.kind, id as u32 + 1)
-            .ok_or_else(|| NftError::Missing { set: s.id.to_string() })?;
-        add(&mut batch, &decl, MsgType::Add, s.id.to_string(), "create set");
-    }
-    let chains: Vec<Chain<'_>> = CHAINS
-        .iter()
-        .map(|(n, hook, prio, ty)| {
-            let cname = CString::new(*n).unwrap_or_default();
-            let mut c = Chain::new(&cname, &table);
-            c.set_hook(*hook, *prio);
-            c.set_type(*ty);
-            c.set_policy(Policy::Accept);
-            c
-        })
-        .collect();
-    for c in &chains {
-        add(
-            &mut batch,
-            c,
-            MsgType::Add,
-            format!("{shown} chain {}", c.get_name().to_string_lossy()),
-            "create chain",
-        );
-    }
-    let (pre, out, post, fwd) = (&chains[0], &chains[1], &chains[2], &chains[3]);
-    let sets = owned_sets(owned);
-    let find = |kind: SetKind| sets.iter().find(|s| s.id.kind == kind).map(|s: &OwnedSet| s.id.name.clone());
-    for chain in [pre, out] {
-        for (kind, v4, bound) in [
-            (SetKind::PublishBound4, true, true),
-            (SetKind::PublishBound6, false, true),
-            (SetKind::Publish4, true, false),
-            (SetKind::Publish6, false, false),
-        ] {
-            let Some(map) = find(kind) else { continue };
-            let mut r = Rule::new(chain);
-            dnat_rule(&mut r, &map, v4, bound);
-            comment(&mut r, &format!("docker.publish: {map}"));
-            add(&mut batch, &r, MsgType::Add, format!("{shown} rule dnat {map}"), "add rule");
+    for (i, id) in spec.sets.iter().enumerate() {
+        let decl = SetDecl::new(id, i as u32 + 1).ok_or_else(|| NftError::Missing { set: id.to_string() })?;
+        add(&mut batch, &decl, MsgType::Add, id.to_string(), "create set");
+        let elems: Vec<_> = elements.get(id).map(|e| e.iter().copied().collect()).unwrap_or_default();
+        if !elems.is_empty() {
+            let list = ElemList::new(id, &elems).ok_or_else(|| NftError::Missing { set: id.to_string() })?;
+            while list.has_more() {
+                add(&mut batch, &list, MsgType::Add, id.to_string(), "add elements");
+            }
         }
     }
-    for (kind, v4) in [(SetKind::Pair4, true), (SetKind::Pair6, false)] {
-        let Some(set) = find(kind) else { continue };
-        let mut r = Rule::new(post);
-        hairpin_rule(&mut r, &set, v4);
-        comment(&mut r, "docker.publish: hairpin");
-        add(&mut batch, &r, MsgType::Add, format!("{shown} rule hairpin {set}"), "add rule");
+    let chains: Vec<Chain<'_>> = spec
+        .chains
+        .iter()
+        .map(|c| {
+            let cname = CString::new(c.name).unwrap_or_default();
+            let mut chain = Chain::new(&cname, &table);
+            let hook = match c.hook {
+                RuleHook::Prerouting => Hook::PreRouting,
+                RuleHook::Output => Hook::Out,
+                RuleHook::Postrouting => Hook::PostRouting,
+                RuleHook::Forward => Hook::Forward,
+            };
+            chain.set_hook(hook, c.priority);
+            chain.set_type(if c.nat { ChainType::Nat } else { ChainType::Filter });
+            chain.set_policy(if c.policy_drop { Policy::Drop } else { Policy::Accept });
+            chain
+        })
+        .collect();
+    for (c, spec_chain) in chains.iter().zip(&spec.chains) {
+        add(&mut batch, c, MsgType::Add, format!("{shown} chain {}", spec_chain.name), "create chain");
     }
-    let mut r = Rule::new(fwd);
-    for e in expr::ct_status_dnat() {
-        r.add_expr(&e);
+    for (c, spec_chain) in chains.iter().zip(&spec.chains) {
+        for r in &spec_chain.rules {
+            let mut rule = Rule::new(c);
+            for s in &r.stmts {
+                for e in exprs(s) {
+                    rule.add_expr(&e);
+                }
+            }
+            if let Ok(text) = CString::new(r.comment.as_str()) {
+                let _ = rule.set_comment(text);
+            }
+            add(&mut batch, &rule, MsgType::Add, format!("rule `{}`", r.comment), "add rule");
+        }
     }
-    r.add_expr(&expr::accept());
-    comment(&mut r, "docker.publish: translated flows");
-    add(&mut batch, &r, MsgType::Add, format!("{shown} rule forward"), "add rule");
     nft.commit(batch, &infos)
 }
 
