@@ -28,6 +28,12 @@ pub fn wanted(config: &Config) -> bool {
     config.docker.as_ref().is_some_and(|d| d.publish) || config.nat.is_some()
 }
 
+/// Alternatives for one side of a forward rule: matches, and the family they imply.
+type Alternatives = Vec<(Vec<Stmt>, Option<bool>)>;
+
+/// The owned table and where each of its sets gets its elements.
+pub type OwnedPlan = (OwnedTable, Vec<(SetId, Source)>);
+
 /// Where the elements of an owned set come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
@@ -67,7 +73,7 @@ fn endpoint(
     text: &str,
     from: bool,
     sets: &mut Vec<(SetId, Source)>,
-) -> Result<Vec<(Vec<Stmt>, Option<bool>)>, String> {
+) -> Result<Alternatives, String> {
     if let Ok(p) = text.parse::<IpPrefix>() {
         let p = IpPrefix { addr: p.network(), len: p.len };
         return Ok(vec![(vec![if from { Stmt::Saddr(p) } else { Stmt::Daddr(p) }], Some(p.addr.is_ipv4()))]);
@@ -192,7 +198,7 @@ fn forward_rules(
 
 /// The owned table for a config, with where each of its sets gets its elements.
 /// `Err` is `file:line: message` naming the config entry.
-pub fn owned_table(config: &Config) -> Result<Option<(OwnedTable, Vec<(SetId, Source)>)>, String> {
+pub fn owned_table(config: &Config) -> Result<Option<OwnedPlan>, String> {
     if !wanted(config) {
         return Ok(None);
     }
