@@ -21,6 +21,8 @@ pub enum ConfigError {
     Read { path: PathBuf, error: std::io::Error },
     /// The YAML is malformed or does not fit the schema.
     Parse { path: PathBuf, line: usize, column: usize, message: String },
+    /// A rule that cannot be built; the message starts with `file:line:col:`.
+    Rule(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -30,6 +32,7 @@ impl fmt::Display for ConfigError {
             ConfigError::Parse { path, line, column, message } => {
                 write!(f, "{}:{}:{}: {}", path.display(), line, column, message)
             }
+            ConfigError::Rule(m) => f.write_str(m),
         }
     }
 }
@@ -774,6 +777,7 @@ impl Config {
                 ));
             }
         }
+        crate::owned::owned_table(&config).map_err(ConfigError::Rule)?;
         Ok(config)
     }
 

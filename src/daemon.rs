@@ -76,8 +76,25 @@ impl Daemon {
             reloads: 0,
         };
         let _ = d.sync_owned_table(true);
+        d.enable_forwarding();
         d.refresh_all_sets();
         d
+    }
+
+    /// `nat.enable_forwarding`: IPv4 and IPv6 forwarding on (never turned off by netmgrd).
+    fn enable_forwarding(&mut self) {
+        if !self.config.nat.as_ref().is_some_and(|n| n.enable_forwarding) {
+            return;
+        }
+        for knob in ["/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"] {
+            if std::fs::read_to_string(knob).is_ok_and(|v| v.trim() == "1") {
+                continue;
+            }
+            match std::fs::write(knob, "1") {
+                Ok(()) => log::info!("enabled forwarding: {knob}"),
+                Err(e) => log::error!("cannot enable forwarding ({knob}): {e}"),
+            }
+        }
     }
 
     /// Brings the owned table in line with the config: builds it (atomically replacing what
@@ -266,6 +283,7 @@ impl Daemon {
             log::warn!("{w}");
         }
         set_log_level(&self.config, &self.source);
+        self.enable_forwarding();
         self.reloads += 1;
         self.refresh_all_sets();
         log::info!("reloaded {}", self.source.path.display());
@@ -300,6 +318,7 @@ impl Daemon {
             Request::Status => reply_ok(self.status()),
             Request::Sets => reply_ok(self.sets()),
             Request::Containers => reply_ok(self.containers()),
+            Request::Ruleset => reply_ok(json!(self.ruleset())),
             Request::Help => {
                 reply_ok(COMMANDS.iter().map(|(c, d)| json!({"command": c, "does": d})).collect())
             }
@@ -389,6 +408,30 @@ impl Daemon {
                 json!(elems.map(|e| e.iter().map(|x| x.to_string()).collect::<Vec<_>>()).unwrap_or_default());
         }
         v
+    }
+
+    /// The owned table as applied now: its nft text and the elements of its sets.
+    pub fn ruleset(&self) -> String {
+        let Some(t) = &self.owned else {
+            return "# netmgrd owns no table with this config\n".to_string();
+        };
+        let mut text = t.render();
+        for set in &t.sets {
+            let elems = self
+                .applied
+                .get(set)
+                .map(|e| e.iter().map(|x| x.to_string()).collect::<Vec<_>>())
+                .unwrap_or_default();
+            if !elems.is_empty() {
+                text.push_str(&format!(
+                    "add element {} {} {{ {} }}\n",
+                    set.table,
+                    set.name,
+                    elems.join(", ")
+                ));
+            }
+        }
+        text
     }
 
     /// Tracked containers, each with the docker sets its addresses are in.

@@ -19,12 +19,12 @@ netmgrd: keeps nftables sets in step with interface addresses
 
 usage:
   netmgrd [run] [--config PATH] [--socket PATH] [--log-level LEVEL] [--log-target stderr|syslog|auto]
-  netmgrd check [--config PATH]
+  netmgrd check [--print] [--config PATH]
   netmgrd ctl [--socket PATH] [--config PATH] [--json] COMMAND
   netmgrd --version | --help
 
 config lookup: --config, $NETMGRD_CONFIG, $RUST_NETWORK_MGR_CONFIG, /etc/netmgrd/config.yaml
-ctl commands: ping, status, reload, sets, resync, containers, help
+ctl commands: ping, status, reload, sets, resync, containers, ruleset, help
 exit codes: 0 ok, 1 failure (invalid config, reply not ok, runtime error), 2 usage error";
 
 #[derive(Default)]
@@ -35,6 +35,7 @@ struct Args {
     log_level: Option<LogLevel>,
     log_target: Option<LogTarget>,
     json: bool,
+    print: bool,
     rest: Vec<String>,
 }
 
@@ -75,6 +76,7 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
                 });
             }
             "--json" => args.json = true,
+            "--print" => args.print = true,
             "--help" | "-h" => args.command = "help".into(),
             "--version" | "-V" => args.command = "version".into(),
             s if s.starts_with('-') => return Err(format!("unknown option `{s}`")),
@@ -125,6 +127,18 @@ fn check(args: Args) -> ExitCode {
         Ok(c) => {
             for w in &c.warnings {
                 eprintln!("{}: warning: {w}", path.display());
+            }
+            if args.print {
+                // Validated by `Config::load`: building the table cannot fail here.
+                match netmgrd::owned::owned_table(&c) {
+                    Ok(Some((table, _))) => print!("{}", table.render()),
+                    Ok(None) => println!("# netmgrd owns no table with this config"),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+                return ExitCode::SUCCESS;
             }
             println!(
                 "{}: ok ({} zone(s), {} interface(s))",

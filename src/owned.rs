@@ -3,7 +3,7 @@
 
 use crate::config::{Config, ForwardRule, TableRef, Verdict};
 use crate::elements::{Elem, SetId, SetKind};
-use crate::plan::{managed_sets, Desired};
+use crate::plan::{admin_sets, Desired};
 use crate::prefix::IpPrefix;
 use crate::ruleset::{ChainSpec, Hook, OwnedTable, RuleSpec, Stmt};
 use std::collections::BTreeSet;
@@ -82,7 +82,7 @@ fn endpoint(
     if config.zone_names().iter().any(|z| z == text) {
         return Ok(config.zone_interfaces(text).into_iter().map(|i| (vec![iface(i)], None)).collect());
     }
-    let managed = managed_sets(config);
+    let managed = admin_sets(config);
     let copies: Vec<SetId> = match text.strip_prefix("container:") {
         Some(name) => {
             let found: Vec<SetId> = managed
@@ -157,7 +157,7 @@ fn forward_rules(
     r: &ForwardRule,
     sets: &mut Vec<(SetId, Source)>,
 ) -> Result<Vec<RuleSpec>, String> {
-    let at = |m: String| format!("{}:{}: nat.forward[{i}]: {m}", config.path.display(), r.line);
+    let at = |m: String| format!("{}:{}:1: nat.forward[{i}]: {m}", config.path.display(), r.line);
     let any = vec![(Vec::new(), None)];
     let froms = match &r.from {
         Some(t) => endpoint(config, t, true, sets).map_err(at)?,
@@ -242,12 +242,6 @@ pub fn owned_table(config: &Config) -> Result<Option<OwnedPlan>, String> {
             comment: "nat.forward_policy: replies".into(),
         });
     }
-    if publish || !nat.dnat.is_empty() {
-        fwd.push(RuleSpec {
-            stmts: vec![Stmt::CtStatusDnat, Stmt::Accept],
-            comment: "translated flows (docker.publish, nat.dnat)".into(),
-        });
-    }
     for (i, r) in nat.dnat.iter().enumerate() {
         let comment = entry("nat.dnat", i, r.line, config, &r.comment);
         let ifaces = interfaces(config, &r.in_interface, &r.in_zone);
@@ -329,6 +323,13 @@ pub fn owned_table(config: &Config) -> Result<Option<OwnedPlan>, String> {
     }
     for (i, r) in nat.forward.iter().enumerate() {
         fwd.extend(forward_rules(config, i, r, &mut sets)?);
+    }
+    // After the admin's own forward rules, so a `drop` there still wins.
+    if publish || !nat.dnat.is_empty() {
+        fwd.push(RuleSpec {
+            stmts: vec![Stmt::CtStatusDnat, Stmt::Accept],
+            comment: "translated flows (docker.publish, nat.dnat)".into(),
+        });
     }
     let chain = |name, hook, priority, nat, policy_drop, rules| ChainSpec {
         name,

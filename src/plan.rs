@@ -103,8 +103,21 @@ pub fn is_docker_set(config: &Config, set: &SetId) -> bool {
         || (publish_on(config) && owned::publish_sets(&config.nftables.owned_table).contains(set))
 }
 
-/// Every set the config manages, with its owner: the zone's name, or `docker`.
+/// Every set the config manages, with its owner: the zone's name, `docker`, `publish` or
+/// `owned`.
 pub fn managed_sets(config: &Config) -> Vec<(String, SetId)> {
+    let mut out = admin_sets(config);
+    if let Ok(Some((_, sources))) = owned::owned_table(config) {
+        for (set, src) in sources {
+            let owner = if src == owned::Source::Publish { PUBLISH_OWNER } else { OWNED_OWNER };
+            out.push((owner.to_string(), set));
+        }
+    }
+    out
+}
+
+/// The managed sets in the admin's tables (zones and docker sets), with their owner.
+pub fn admin_sets(config: &Config) -> Vec<(String, SetId)> {
     let mut out = Vec::new();
     for zone in config.zone_names() {
         let z = config.zone_sets(&zone);
@@ -121,12 +134,6 @@ pub fn managed_sets(config: &Config) -> Vec<(String, SetId)> {
         }
     }
     out.extend(docker_sets(config).into_iter().map(|(_, s)| (DOCKER_OWNER.to_string(), s)));
-    if let Ok(Some((_, sources))) = owned::owned_table(config) {
-        for (set, src) in sources {
-            let owner = if src == owned::Source::Publish { PUBLISH_OWNER } else { OWNED_OWNER };
-            out.push((owner.to_string(), set));
-        }
-    }
     out
 }
 

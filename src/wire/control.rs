@@ -16,6 +16,7 @@ pub enum Request {
     Sets,
     Resync,
     Containers,
+    Ruleset,
     Help,
 }
 
@@ -26,6 +27,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("reload", "re-read the config; an invalid one is reported and the old one stays in force"),
     ("sets", "every managed set with its elements"),
     ("resync", "re-read every managed set and re-dump links and addresses, then reconcile"),
+    ("ruleset", "the table netmgrd owns as nft text, with its current elements"),
     ("containers", "running containers netmgrd tracks: name, id, addresses per network, ports, sets"),
     ("help", "this list"),
 ];
@@ -43,6 +45,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
         "sets" => Request::Sets,
         "resync" => Request::Resync,
         "containers" => Request::Containers,
+        "ruleset" => Request::Ruleset,
         "help" => Request::Help,
         _ => {
             let shown: String = cmd.chars().take(64).collect();
