@@ -53,7 +53,8 @@ fn entry(what: &str, i: usize, line: usize, config: &Config, comment: &Option<St
     let mut s = format!("{what}[{i}] ({}:{line})", config.path.display());
     if let Some(c) = comment {
         s.push(' ');
-        s.push_str(c);
+        // nft cannot print a `"` inside a comment.
+        s.push_str(&c.replace('"', "'"));
     }
     s
 }
@@ -331,6 +332,12 @@ pub fn owned_table(config: &Config) -> Result<Option<OwnedPlan>, String> {
             comment: "translated flows (docker.publish, nat.dnat)".into(),
         });
     }
+    // `forward_policy: drop` is a last rule, not the chain policy: while a transaction that
+    // replaces the table is prepared, the new chain is already hooked but has no rules yet,
+    // and a drop policy there would drop packets the old rules still accept.
+    if policy_drop {
+        fwd.push(RuleSpec { stmts: vec![Stmt::Drop], comment: "nat.forward_policy: drop".into() });
+    }
     let chain = |name, hook, priority, nat, policy_drop, rules| ChainSpec {
         name,
         hook,
@@ -346,7 +353,7 @@ pub fn owned_table(config: &Config) -> Result<Option<OwnedPlan>, String> {
             chain("prerouting", Hook::Prerouting, -100, true, false, pre),
             chain("output", Hook::Output, -100, true, false, out),
             chain("postrouting", Hook::Postrouting, 100, true, false, post),
-            chain("forward", Hook::Forward, 0, false, policy_drop, fwd),
+            chain("forward", Hook::Forward, 0, false, false, fwd),
         ],
     };
     Ok(Some((table, sets)))

@@ -168,8 +168,9 @@ fn net(p: &IpPrefix) -> String {
     }
 }
 
+/// nft strings have no escapes: a `"` inside cannot be written, so it becomes `'`.
 fn quote(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    format!("\"{}\"", s.replace('"', "'"))
 }
 
 impl OwnedTable {
@@ -253,7 +254,7 @@ mod tests {
             text.contains("\tmap publish4 { type inet_proto . inet_service : ipv4_addr . inet_service; }\n"),
             "{text}"
         );
-        assert!(text.contains("iifname \"eth0\" meta l4proto tcp th dport 8000-8100 dnat ip6 to [2001:db8::10]:80 comment \"nat.dnat[0] (config.yaml:8) \\\"web\\\"\""), "{text}");
+        assert!(text.contains("iifname \"eth0\" meta l4proto tcp th dport 8000-8100 dnat ip6 to [2001:db8::10]:80 comment \"nat.dnat[0] (config.yaml:8) 'web'\""), "{text}");
         assert_eq!(t.rule_count(), 1);
     }
 }

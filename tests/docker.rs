@@ -298,7 +298,8 @@ impl PublishLab {
 
     /// One TCP request from `ns` to `addr:port`; the reply, or "" when none came.
     fn fetch(ns: &Netns, target: &str) -> String {
-        let out = ns.try_sh(&format!("echo | timeout 3 socat -T1 - {target}"));
+        // Read only: a client that half-closes first can make socat drop the answer.
+        let out = ns.try_sh(&format!("timeout 3 socat -u {target} -"));
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 }
