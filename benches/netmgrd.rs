@@ -198,6 +198,7 @@ fn inner() {
     let hwm = proc_field(pid, "VmHWM:");
     let size = std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
     let docker = docker_bench(&bin, &dir, &mut nft);
+    let natf = nat_bench(&dir, &mut nft);
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
@@ -244,9 +245,85 @@ fn inner() {
         docker.burst_stop_ms, docker.burst_stop_batches
     );
     println!("| release binary (stripped) | {} KiB |", size / 1024);
+    println!(
+        "| {NAT_RULES} DNAT entries: owned table built in one transaction | median {:.1} ms ({} rules) |",
+        natf.build.median, natf.rules
+    );
+    println!(
+        "| reload with one DNAT entry changed (table replaced atomically) | median {:.1} ms |",
+        natf.reload.median
+    );
+    println!("| the same table as one `nft -f` process | median {:.1} ms |", natf.nft_f.median);
+    match natf.iptables_ms {
+        Some(ms) => println!("| the same {NAT_RULES} forwards as `iptables -t nat -A` processes | {ms:.0} ms ({:.2} ms each) |", ms / NAT_RULES as f64),
+        None => println!("| the same {NAT_RULES} forwards as `iptables -t nat -A` processes | n/a (no iptables here) |"),
+    }
 }
 
 const DOCKER_BURST: u32 = 100;
+const NAT_RULES: usize = 1000;
+
+struct NatFigures {
+    build: Stats,
+    reload: Stats,
+    nft_f: Stats,
+    rules: usize,
+    iptables_ms: Option<f64>,
+}
+
+fn nat_config(dir: &std::path::Path, changed: u16) -> netmgrd::config::Config {
+    let mut text = String::from("interfaces:\n  - { name: eth0, zone: wan }\nnat:\n  dnat:\n");
+    for i in 0..NAT_RULES {
+        let a = Ipv4Addr::from(0xC612_8000u32 + i as u32); // 198.18.128.0 and up
+        let to_port = if i == 0 { changed } else { 80 };
+        text.push_str(&format!(
+            "    - {{ in_interface: eth0, proto: tcp, port: {}, to: \"{a}:{to_port}\" }}\n",
+            10_000 + i
+        ));
+    }
+    netmgrd::config::Config::parse(&dir.join("nat.yaml"), &text).expect("nat config")
+}
+
+/// Applying 1,000 DNAT entries: netmgrd's own transaction, next to `nft -f` and iptables.
+fn nat_bench(dir: &std::path::Path, nft: &mut Nft) -> NatFigures {
+    let empty = netmgrd::plan::Desired::new();
+    let (mut build, mut reload, mut nft_f) = (Vec::new(), Vec::new(), Vec::new());
+    let mut rules = 0;
+    for round in 0..7u16 {
+        let (spec, _) = netmgrd::owned::owned_table(&nat_config(dir, 80)).expect("valid").expect("a table");
+        rules = spec.rule_count();
+        let t = Instant::now();
+        netmgrd::nft::build_owned_table(nft, &spec, &empty, None).expect("build");
+        build.push(ms(t.elapsed()));
+        let (changed, _) =
+            netmgrd::owned::owned_table(&nat_config(dir, 81 + round)).expect("valid").expect("a table");
+        let t = Instant::now();
+        netmgrd::nft::build_owned_table(nft, &changed, &empty, Some(&spec)).expect("reload");
+        reload.push(ms(t.elapsed()));
+        let file = dir.join("nat.nft");
+        std::fs::write(&file, spec.render()).expect("write");
+        let t = Instant::now();
+        sh(&format!("nft -f {}", file.display()));
+        nft_f.push(ms(t.elapsed()));
+    }
+    netmgrd::nft::delete_owned_table(nft, &netmgrd::config::TableRef::parse("inet netmgrd").expect("table"))
+        .expect("delete");
+    let iptables_ms =
+        Command::new("iptables").arg("--version").output().ok().filter(|o| o.status.success()).map(|_| {
+            let t = Instant::now();
+            for i in 0..NAT_RULES {
+                let a = Ipv4Addr::from(0xC612_8000u32 + i as u32);
+                sh(&format!(
+                    "iptables -t nat -A PREROUTING -i eth0 -p tcp --dport {} -j DNAT --to-destination {a}:80",
+                    10_000 + i
+                ));
+            }
+            let elapsed = ms(t.elapsed());
+            sh("iptables -t nat -F PREROUTING");
+            elapsed
+        });
+    NatFigures { build: stats(build), reload: stats(reload), nft_f: stats(nft_f), rules, iptables_ms }
+}
 
 struct DockerFigures {
     start: Stats,

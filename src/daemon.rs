@@ -125,7 +125,9 @@ impl Daemon {
         let desired = self.desired();
         let elements: crate::plan::Desired =
             spec.sets.iter().map(|s| (s.clone(), desired.get(s).cloned().unwrap_or_default())).collect();
-        match nft::build_owned_table(&mut self.nft, &spec, &elements) {
+        // After `force` (the table vanished) nothing of the previous build can be relied on.
+        let previous = if force { None } else { self.owned.as_ref() };
+        match nft::build_owned_table(&mut self.nft, &spec, &elements, previous) {
             Ok(()) => {
                 log::info!("built table {} ({} rules)", spec.table, spec.rule_count());
                 self.applied.retain(|s, _| s.table != spec.table);

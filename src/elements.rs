@@ -24,6 +24,11 @@ pub enum SetKind {
     PublishBound4,
     /// Owned map `ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service`.
     PublishBound6,
+    /// Owned map `ifname . inet_proto . inet_service : ipv4_addr . inet_service`
+    /// (`nat.dnat` entries for single ports).
+    Forward4,
+    /// Owned map `ifname . inet_proto . inet_service : ipv6_addr . inet_service`.
+    Forward6,
     /// Owned set `ipv4_addr . ipv4_addr` (hairpin: source . destination after DNAT).
     Pair4,
     /// Owned set `ipv6_addr . ipv6_addr`.
@@ -42,6 +47,7 @@ impl SetKind {
                 | SetKind::Ipv4Net
                 | SetKind::Publish4
                 | SetKind::PublishBound4
+                | SetKind::Forward4
                 | SetKind::Pair4
         )
     }
@@ -54,7 +60,7 @@ impl SetKind {
             SetKind::Ipv6Addr | SetKind::Ipv6Net => 16,
             SetKind::Publish4 | SetKind::Publish6 | SetKind::Pair4 => 8,
             SetKind::PublishBound4 => 12,
-            SetKind::PublishBound6 => 24,
+            SetKind::PublishBound6 | SetKind::Forward4 | SetKind::Forward6 => 24,
             SetKind::Pair6 => 32,
         }
     }
@@ -62,8 +68,12 @@ impl SetKind {
     /// `(data type, data length)` for maps.
     pub fn data(self) -> Option<(u32, u32)> {
         match self {
-            SetKind::Publish4 | SetKind::PublishBound4 => Some((TYPE_IPV4 << 6 | TYPE_SERVICE, 8)),
-            SetKind::Publish6 | SetKind::PublishBound6 => Some((TYPE_IPV6 << 6 | TYPE_SERVICE, 20)),
+            SetKind::Publish4 | SetKind::PublishBound4 | SetKind::Forward4 => {
+                Some((TYPE_IPV4 << 6 | TYPE_SERVICE, 8))
+            }
+            SetKind::Publish6 | SetKind::PublishBound6 | SetKind::Forward6 => {
+                Some((TYPE_IPV6 << 6 | TYPE_SERVICE, 20))
+            }
             _ => None,
         }
     }
@@ -76,6 +86,7 @@ impl SetKind {
             SetKind::Publish4 | SetKind::Publish6 => TYPE_PROTO << 6 | TYPE_SERVICE,
             SetKind::PublishBound4 => (TYPE_IPV4 << 6 | TYPE_PROTO) << 6 | TYPE_SERVICE,
             SetKind::PublishBound6 => (TYPE_IPV6 << 6 | TYPE_PROTO) << 6 | TYPE_SERVICE,
+            SetKind::Forward4 | SetKind::Forward6 => (TYPE_IFNAME << 6 | TYPE_PROTO) << 6 | TYPE_SERVICE,
             SetKind::Pair4 => TYPE_IPV4 << 6 | TYPE_IPV4,
             SetKind::Pair6 => TYPE_IPV6 << 6 | TYPE_IPV6,
         }
@@ -92,6 +103,8 @@ impl SetKind {
             SetKind::Publish6 => "type inet_proto . inet_service : ipv6_addr . inet_service",
             SetKind::PublishBound4 => "type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service",
             SetKind::PublishBound6 => "type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service",
+            SetKind::Forward4 => "type ifname . inet_proto . inet_service : ipv4_addr . inet_service",
+            SetKind::Forward6 => "type ifname . inet_proto . inet_service : ipv6_addr . inet_service",
             SetKind::Pair4 => "type ipv4_addr . ipv4_addr",
             SetKind::Pair6 => "type ipv6_addr . ipv6_addr",
         }
@@ -102,6 +115,20 @@ const TYPE_IPV4: u32 = 7;
 const TYPE_IPV6: u32 = 8;
 const TYPE_PROTO: u32 = 12;
 const TYPE_SERVICE: u32 = 13;
+const TYPE_IFNAME: u32 = 41;
+
+/// An interface name as the kernel compares it: 16 bytes, NUL padded.
+pub type IfName = [u8; 16];
+
+/// `None` when the name does not fit (15 bytes at most).
+pub fn ifname(name: &str) -> Option<IfName> {
+    let b = name.as_bytes();
+    (b.len() < 16).then(|| {
+        let mut out = [0u8; 16];
+        out[..b.len()].copy_from_slice(b);
+        out
+    })
+}
 
 /// One managed set in the admin's ruleset.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -136,6 +163,14 @@ pub enum Elem {
     },
     /// Two addresses (hairpin set): `a . b`.
     Pair(IpAddr, IpAddr),
+    /// A port forward: `"iface" . proto . port : to . to_port`.
+    PortForward {
+        iface: IfName,
+        proto: u8,
+        port: u16,
+        to: IpAddr,
+        to_port: u16,
+    },
 }
 
 impl fmt::Display for Elem {
@@ -154,6 +189,16 @@ impl fmt::Display for Elem {
                 write!(f, "{p} . {port} : {to} . {to_port}")
             }
             Elem::Pair(a, b) => write!(f, "{a} . {b}"),
+            Elem::PortForward { iface, proto, port, to, to_port } => {
+                let end = iface.iter().position(|b| *b == 0).unwrap_or(iface.len());
+                let name = String::from_utf8_lossy(&iface[..end]);
+                let p = match proto {
+                    6 => "tcp".to_string(),
+                    17 => "udp".to_string(),
+                    n => n.to_string(),
+                };
+                write!(f, "\"{name}\" . {p} . {port} : {to} . {to_port}")
+            }
             Elem::Range { start, end } => match range_as_prefix(*start, *end) {
                 Some(len) => write!(f, "{start}/{len}"),
                 None => match end {

@@ -43,6 +43,8 @@ pub enum Source {
     Addresses { interfaces: Vec<String> },
     /// A copy of a managed set of the admin's table (rules can only use sets of their own table).
     CopyOf(SetId),
+    /// Fixed by the config (single-port `nat.dnat` entries).
+    Static,
 }
 
 fn owned_set(config: &Config, name: String, kind: SetKind) -> SetId {
@@ -243,13 +245,44 @@ pub fn owned_table(config: &Config) -> Result<Option<OwnedPlan>, String> {
             comment: "nat.forward_policy: replies".into(),
         });
     }
+    // Single ports go into one map per family (one lookup per packet, one element per entry);
+    // port ranges stay rules.
+    let mut statics = std::collections::BTreeMap::new();
     for (i, r) in nat.dnat.iter().enumerate() {
         let comment = entry("nat.dnat", i, r.line, config, &r.comment);
         let ifaces = interfaces(config, &r.in_interface, &r.in_zone);
         let v4 = r.to.addr.is_ipv4();
         let pps = proto_ports(Some(r.proto), Some(&r.port));
+        let map = owned_set(
+            config,
+            format!("dnat{}", if v4 { 4 } else { 6 }),
+            if v4 { SetKind::Forward4 } else { SetKind::Forward6 },
+        );
         for iface in &ifaces {
-            for pp in &pps {
+            let Some(name) = crate::elements::ifname(iface) else {
+                return Err(format!(
+                    "{}:{}:1: nat.dnat[{i}]: interface name `{iface}` is longer than 15 bytes",
+                    config.path.display(),
+                    r.line
+                ));
+            };
+            for &(a, b) in r.port.0.iter().filter(|(a, b)| a == b) {
+                for proto in r.proto.numbers() {
+                    let elem = Elem::PortForward {
+                        iface: name,
+                        proto,
+                        port: a,
+                        to: r.to.addr,
+                        to_port: r.to.port.unwrap_or(b),
+                    };
+                    let elems: &mut BTreeSet<Elem> = statics.entry(map.clone()).or_default();
+                    if elems.iter().any(|e| matches!(e, Elem::PortForward { iface, proto: p, port, .. } if *iface == name && *p == proto && *port == a)) {
+                        return Err(format!("{}:{}:1: nat.dnat[{i}]: {iface} {}/{a} is forwarded twice", config.path.display(), r.line, if proto == 6 { "tcp" } else { "udp" }));
+                    }
+                    elems.insert(elem);
+                }
+            }
+            for pp in pps.iter().filter(|pp| matches!(pp.get(1), Some(Stmt::Dport(a, b)) if a != b)) {
                 let mut stmts = vec![Stmt::IifName(iface.clone()), Stmt::NfProto { v4 }, Stmt::DaddrLocal];
                 stmts.extend(pp.iter().cloned());
                 stmts.push(Stmt::Dnat { to: r.to.addr, port: r.to.port });
@@ -290,6 +323,14 @@ pub fn owned_table(config: &Config) -> Result<Option<OwnedPlan>, String> {
         post.push(RuleSpec {
             stmts: vec![Stmt::HasHairpinMark, Stmt::Masquerade],
             comment: "nat.dnat hairpin".into(),
+        });
+    }
+    for map in statics.keys() {
+        let v4 = map.kind == SetKind::Forward4;
+        sets.push((map.clone(), Source::Static));
+        pre.push(RuleSpec {
+            stmts: vec![Stmt::DaddrLocal, Stmt::DnatIfMap { map: map.name.clone(), v4 }],
+            comment: format!("nat.dnat single ports (map {})", map.name),
         });
     }
     for (i, r) in nat.snat.iter().enumerate() {
@@ -348,6 +389,7 @@ pub fn owned_table(config: &Config) -> Result<Option<OwnedPlan>, String> {
     };
     let table = OwnedTable {
         table,
+        elements: statics,
         sets: sets.iter().map(|(s, _)| s.clone()).collect(),
         chains: vec![
             chain("prerouting", Hook::Prerouting, -100, true, false, pre),
@@ -361,6 +403,7 @@ pub fn owned_table(config: &Config) -> Result<Option<OwnedPlan>, String> {
 
 /// Elements of the owned sets that are not filled from containers.
 pub fn copied_elements(
+    table: &OwnedTable,
     sources: &[(SetId, Source)],
     desired: &Desired,
     addresses_of: impl Fn(&[String], bool) -> BTreeSet<Elem>,
@@ -369,6 +412,7 @@ pub fn copied_elements(
     for (set, src) in sources {
         let elems = match src {
             Source::Publish => continue,
+            Source::Static => table.elements.get(set).cloned().unwrap_or_default(),
             Source::Addresses { interfaces } => addresses_of(interfaces, set.kind.is_ipv4()),
             Source::CopyOf(orig) => desired.get(orig).cloned().unwrap_or_default(),
         };

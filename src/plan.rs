@@ -185,8 +185,8 @@ pub fn plan(config: &Config, observed: &Observed) -> Desired {
         };
         desired.insert(set, elems);
     }
-    if let Ok(Some((_, sources))) = owned::owned_table(config) {
-        let copies = owned::copied_elements(&sources, &desired, |ifaces, v4| {
+    if let Ok(Some((table, sources))) = owned::owned_table(config) {
+        let copies = owned::copied_elements(&table, &sources, &desired, |ifaces, v4| {
             ifaces
                 .iter()
                 .flat_map(|name| observed.links_named(name))

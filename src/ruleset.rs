@@ -85,6 +85,11 @@ pub enum Stmt {
         v4: bool,
         bound: bool,
     },
+    /// `dnat ip to iifname . meta l4proto . th dport map @map`
+    DnatIfMap {
+        map: String,
+        v4: bool,
+    },
     Snat {
         to: IpAddr,
     },
@@ -98,6 +103,8 @@ pub struct OwnedTable {
     pub table: TableRef,
     pub sets: Vec<SetId>,
     pub chains: Vec<ChainSpec>,
+    /// Elements that come from the config itself (port-forward maps), printed with the table.
+    pub elements: std::collections::BTreeMap<SetId, std::collections::BTreeSet<crate::elements::Elem>>,
 }
 
 fn family(v4: bool) -> &'static str {
@@ -150,6 +157,9 @@ impl Stmt {
                     "meta l4proto . th dport".into()
                 };
                 format!("dnat {f} to {key} map @{map}")
+            }
+            Stmt::DnatIfMap { map, v4 } => {
+                format!("dnat {} to iifname . meta l4proto . th dport map @{map}", family(*v4))
             }
             Stmt::Snat { to } => format!("snat {} to {to}", family(to.is_ipv4())),
             Stmt::Masquerade => "masquerade".into(),
@@ -206,6 +216,12 @@ impl OwnedTable {
             let _ = writeln!(out, "\t}}");
         }
         out.push_str("}\n");
+        for (set, elems) in &self.elements {
+            if !elems.is_empty() {
+                let list: Vec<String> = elems.iter().map(|e| e.to_string()).collect();
+                let _ = writeln!(out, "add element {} {} {{ {} }}", set.table, set.name, list.join(", "));
+            }
+        }
         out
     }
 
@@ -244,6 +260,7 @@ mod tests {
                     comment: "nat.dnat[0] (config.yaml:8) \"web\"".into(),
                 }],
             }],
+            elements: Default::default(),
         };
         let text = t.render();
         assert!(

@@ -70,6 +70,14 @@ pub fn encode(e: &Elem) -> Vec<RawElem> {
             key.extend(addr_bytes(b));
             vec![plain(key)]
         }
+        Elem::PortForward { iface, proto, port, to, to_port } => {
+            let mut key = iface.to_vec();
+            key.extend(pad4(vec![proto]));
+            key.extend(pad4(port.to_be_bytes().to_vec()));
+            let mut data = addr_bytes(to);
+            data.extend(pad4(to_port.to_be_bytes().to_vec()));
+            vec![RawElem { key, data: Some(data), flags: 0 }]
+        }
     }
 }
 

@@ -444,6 +444,24 @@ fn decode(kind: SetKind, raw: Vec<RawElem>) -> BTreeSet<Elem> {
         SetKind::PublishBound4 | SetKind::PublishBound6 => {
             raw.iter().filter_map(|r| decode_mapping(r, true, v4)).collect()
         }
+        SetKind::Forward4 | SetKind::Forward6 => raw
+            .iter()
+            .filter_map(|r| {
+                let iface: crate::elements::IfName = r.key.get(..16)?.try_into().ok()?;
+                let rest = r.key.get(16..)?;
+                let (proto, rest) = take_field(rest, 1)?;
+                let (port, _) = take_field(rest, 2)?;
+                let (to, rest) = take_addr(r.data.as_deref()?, v4)?;
+                let (to_port, _) = take_field(rest, 2)?;
+                Some(Elem::PortForward {
+                    iface,
+                    proto: proto[0],
+                    port: u16::from_be_bytes([port[0], port[1]]),
+                    to,
+                    to_port: u16::from_be_bytes([to_port[0], to_port[1]]),
+                })
+            })
+            .collect(),
         SetKind::Pair4 | SetKind::Pair6 => raw
             .iter()
             .filter_map(|r| {
@@ -545,6 +563,26 @@ mod tests {
                 Elem::Mapping { host: Some(h6), proto: 6, port: 443, to: a6, to_port: 8443 },
             ),
             (SetKind::Pair4, Elem::Pair(a4, a4)),
+            (
+                SetKind::Forward4,
+                Elem::PortForward {
+                    iface: crate::elements::ifname("eth0").unwrap(),
+                    proto: 6,
+                    port: 10000,
+                    to: a4,
+                    to_port: 80,
+                },
+            ),
+            (
+                SetKind::Forward6,
+                Elem::PortForward {
+                    iface: crate::elements::ifname("wan.7").unwrap(),
+                    proto: 17,
+                    port: 53,
+                    to: a6,
+                    to_port: 53,
+                },
+            ),
             (SetKind::Pair6, Elem::Pair(a6, a6)),
         ];
         for (kind, e) in cases {

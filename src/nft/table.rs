@@ -19,6 +19,8 @@ use std::os::raw::c_char;
 use std::ptr::NonNull;
 
 const NFT_MSG_NEWSET: u16 = 9;
+const NFT_MSG_DELSET: u16 = 11;
+const NFT_MSG_DELSETELEM: u16 = 14;
 const NFT_SET_INTERVAL: u32 = 0x4;
 const NFT_SET_MAP: u32 = 0x8;
 
@@ -78,14 +80,38 @@ impl Drop for SetDecl {
     }
 }
 
-// SAFETY: writes one NEWSET message into a buffer the batch sized for the largest message.
+// SAFETY: writes one NEWSET/DELSET message into a buffer the batch sized for the largest
+// message.
 unsafe impl NlMsg for SetDecl {
-    unsafe fn write(&self, buf: *mut c_void, seq: u32, _msg_type: MsgType) {
-        let flags = (libc::NLM_F_CREATE | libc::NLM_F_ACK) as u16;
+    unsafe fn write(&self, buf: *mut c_void, seq: u32, msg_type: MsgType) {
+        let (ty, flags) = match msg_type {
+            MsgType::Add => (NFT_MSG_NEWSET, libc::NLM_F_CREATE | libc::NLM_F_ACK),
+            MsgType::Del => (NFT_MSG_DELSET, libc::NLM_F_ACK),
+        };
         // SAFETY: see the impl comment.
         unsafe {
-            let hdr = sys::nftnl_nlmsg_build_hdr(buf as *mut c_char, NFT_MSG_NEWSET, self.family, flags, seq);
+            let hdr = sys::nftnl_nlmsg_build_hdr(buf as *mut c_char, ty, self.family, flags as u16, seq);
             sys::nftnl_set_nlmsg_build_payload(hdr, self.set.as_ptr());
+        }
+    }
+}
+
+/// Removes every element of a set: DELSETELEM naming the set and no elements.
+struct FlushSet<'a>(&'a SetDecl);
+
+// SAFETY: writes one DELSETELEM message (table and set name only) into the batch buffer.
+unsafe impl NlMsg for FlushSet<'_> {
+    unsafe fn write(&self, buf: *mut c_void, seq: u32, _msg_type: MsgType) {
+        // SAFETY: see the impl comment.
+        unsafe {
+            let hdr = sys::nftnl_nlmsg_build_hdr(
+                buf as *mut c_char,
+                NFT_MSG_DELSETELEM,
+                self.0.family,
+                libc::NLM_F_ACK as u16,
+                seq,
+            );
+            sys::nftnl_set_elems_nlmsg_build_payload(hdr, self.0.set.as_ptr());
         }
     }
 }
@@ -200,6 +226,13 @@ fn exprs(stmt: &Stmt) -> Vec<Expr> {
             v.push(expr::nat(true, *v4, REG1, Some(if *v4 { reg32(1) } else { REG2 })));
             v
         }
+        Stmt::DnatIfMap { map, v4 } => vec![
+            expr::meta(expr::META_IIFNAME, REG1),
+            expr::meta(expr::META_L4PROTO, REG2),
+            expr::payload(expr::PAYLOAD_TRANSPORT, 2, 2, reg32(5)),
+            expr::lookup(map, REG1, Some(REG1)),
+            expr::nat(true, *v4, REG1, Some(if *v4 { reg32(1) } else { REG2 })),
+        ],
         Stmt::Snat { to } => {
             vec![expr::immediate(REG1, &addr_bytes(*to)), expr::nat(false, to.is_ipv4(), REG1, None)]
         }
@@ -217,32 +250,40 @@ fn mask_all(v4: bool) -> IpAddr {
     }
 }
 
-/// Replaces the owned table atomically with `spec`, its sets holding `elements`.
-pub fn build_owned_table(nft: &mut Nft, spec: &OwnedTable, elements: &Desired) -> Result<(), NftError> {
+/// Whether `previous` (what we built before) has the same chains as `spec`, so the table can
+/// be updated in place.
+fn same_chains(previous: &OwnedTable, spec: &OwnedTable) -> bool {
+    previous.table == spec.table
+        && previous.chains.len() == spec.chains.len()
+        && previous.chains.iter().zip(&spec.chains).all(|(a, b)| {
+            (a.name, a.hook, a.priority, a.nat, a.policy_drop)
+                == (b.name, b.hook, b.priority, b.nat, b.policy_drop)
+        })
+}
+
+/// Makes the owned table `spec` with its sets holding `elements`, in one transaction.
+///
+/// Without `previous` (start-up, table renamed, chains changed) the table is replaced whole:
+/// add, delete, add. With the same chains as `previous` (a reload) the chains stay and only
+/// their rules and the sets are replaced: base chains are never unhooked and re-hooked, so
+/// traffic never meets a chain that is half there.
+pub fn build_owned_table(
+    nft: &mut Nft,
+    spec: &OwnedTable,
+    elements: &Desired,
+    previous: Option<&OwnedTable>,
+) -> Result<(), NftError> {
     let owned = &spec.table;
     let shown = owned.to_string();
     let name = CString::new(owned.name.as_str()).map_err(|_| NftError::Missing { set: shown.clone() })?;
     let table = Table::new(&name, proto_family(owned.family));
+    let in_place = previous.filter(|p| same_chains(p, spec));
     let mut batch = Batch::new();
     let mut infos = Vec::new();
     let mut add = |batch: &mut Batch, msg: &dyn NlMsgDyn, op: MsgType, what: String, step: &'static str| {
         msg.add_to(batch, op);
         infos.push(MsgInfo { set: what, op: step });
     };
-    add(&mut batch, &table, MsgType::Add, shown.clone(), "create table");
-    add(&mut batch, &table, MsgType::Del, shown.clone(), "delete table");
-    add(&mut batch, &table, MsgType::Add, shown.clone(), "create table");
-    for (i, id) in spec.sets.iter().enumerate() {
-        let decl = SetDecl::new(id, i as u32 + 1).ok_or_else(|| NftError::Missing { set: id.to_string() })?;
-        add(&mut batch, &decl, MsgType::Add, id.to_string(), "create set");
-        let elems: Vec<_> = elements.get(id).map(|e| e.iter().copied().collect()).unwrap_or_default();
-        if !elems.is_empty() {
-            let list = ElemList::new(id, &elems).ok_or_else(|| NftError::Missing { set: id.to_string() })?;
-            while list.has_more() {
-                add(&mut batch, &list, MsgType::Add, id.to_string(), "add elements");
-            }
-        }
-    }
     let chains: Vec<Chain<'_>> = spec
         .chains
         .iter()
@@ -261,8 +302,50 @@ pub fn build_owned_table(nft: &mut Nft, spec: &OwnedTable, elements: &Desired) -
             chain
         })
         .collect();
-    for (c, spec_chain) in chains.iter().zip(&spec.chains) {
-        add(&mut batch, c, MsgType::Add, format!("{shown} chain {}", spec_chain.name), "create chain");
+    match in_place {
+        Some(prev) => {
+            // Rules first: a set can only go once no rule refers to it.
+            for (c, spec_chain) in chains.iter().zip(&spec.chains) {
+                add(
+                    &mut batch,
+                    &Rule::new(c),
+                    MsgType::Del,
+                    format!("{shown} chain {}", spec_chain.name),
+                    "flush chain",
+                );
+            }
+            for (i, id) in prev.sets.iter().enumerate() {
+                let decl = SetDecl::new(id, i as u32 + 1)
+                    .ok_or_else(|| NftError::Missing { set: id.to_string() })?;
+                if spec.sets.contains(id) {
+                    add(&mut batch, &FlushSet(&decl), MsgType::Del, id.to_string(), "flush set");
+                } else {
+                    add(&mut batch, &decl, MsgType::Del, id.to_string(), "delete set");
+                }
+            }
+        }
+        None => {
+            add(&mut batch, &table, MsgType::Add, shown.clone(), "create table");
+            add(&mut batch, &table, MsgType::Del, shown.clone(), "delete table");
+            add(&mut batch, &table, MsgType::Add, shown.clone(), "create table");
+        }
+    }
+    for (i, id) in spec.sets.iter().enumerate() {
+        let decl = SetDecl::new(id, i as u32 + 1).ok_or_else(|| NftError::Missing { set: id.to_string() })?;
+        // NEWSET without EXCL: a set kept from `previous` stays, a new one is created.
+        add(&mut batch, &decl, MsgType::Add, id.to_string(), "create set");
+        let elems: Vec<_> = elements.get(id).map(|e| e.iter().copied().collect()).unwrap_or_default();
+        if !elems.is_empty() {
+            let list = ElemList::new(id, &elems).ok_or_else(|| NftError::Missing { set: id.to_string() })?;
+            while list.has_more() {
+                add(&mut batch, &list, MsgType::Add, id.to_string(), "add elements");
+            }
+        }
+    }
+    if in_place.is_none() {
+        for (c, spec_chain) in chains.iter().zip(&spec.chains) {
+            add(&mut batch, c, MsgType::Add, format!("{shown} chain {}", spec_chain.name), "create chain");
+        }
     }
     for (c, spec_chain) in chains.iter().zip(&spec.chains) {
         for r in &spec_chain.rules {
