@@ -246,8 +246,8 @@ fn inner() {
     );
     println!("| release binary (stripped) | {} KiB |", size / 1024);
     println!(
-        "| {NAT_RULES} DNAT entries: owned table built in one transaction | median {:.1} ms ({} rules) |",
-        natf.build.median, natf.rules
+        "| {NAT_RULES} DNAT entries: owned table built in one transaction | median {:.1} ms ({} map elements, {} rules) |",
+        natf.build.median, natf.elements, natf.rules
     );
     println!(
         "| reload with one DNAT entry changed (table replaced atomically) | median {:.1} ms |",
@@ -268,6 +268,7 @@ struct NatFigures {
     reload: Stats,
     nft_f: Stats,
     rules: usize,
+    elements: usize,
     iptables_ms: Option<f64>,
 }
 
@@ -286,19 +287,19 @@ fn nat_config(dir: &std::path::Path, changed: u16) -> netmgrd::config::Config {
 
 /// Applying 1,000 DNAT entries: netmgrd's own transaction, next to `nft -f` and iptables.
 fn nat_bench(dir: &std::path::Path, nft: &mut Nft) -> NatFigures {
-    let empty = netmgrd::plan::Desired::new();
     let (mut build, mut reload, mut nft_f) = (Vec::new(), Vec::new(), Vec::new());
-    let mut rules = 0;
+    let (mut rules, mut elements) = (0, 0);
     for round in 0..7u16 {
         let (spec, _) = netmgrd::owned::owned_table(&nat_config(dir, 80)).expect("valid").expect("a table");
         rules = spec.rule_count();
+        elements = spec.elements.values().map(|e| e.len()).sum();
         let t = Instant::now();
-        netmgrd::nft::build_owned_table(nft, &spec, &empty, None).expect("build");
+        netmgrd::nft::build_owned_table(nft, &spec, &spec.elements, None).expect("build");
         build.push(ms(t.elapsed()));
         let (changed, _) =
             netmgrd::owned::owned_table(&nat_config(dir, 81 + round)).expect("valid").expect("a table");
         let t = Instant::now();
-        netmgrd::nft::build_owned_table(nft, &changed, &empty, Some(&spec)).expect("reload");
+        netmgrd::nft::build_owned_table(nft, &changed, &changed.elements, Some(&spec)).expect("reload");
         reload.push(ms(t.elapsed()));
         let file = dir.join("nat.nft");
         std::fs::write(&file, spec.render()).expect("write");
@@ -322,7 +323,14 @@ fn nat_bench(dir: &std::path::Path, nft: &mut Nft) -> NatFigures {
             sh("iptables -t nat -F PREROUTING");
             elapsed
         });
-    NatFigures { build: stats(build), reload: stats(reload), nft_f: stats(nft_f), rules, iptables_ms }
+    NatFigures {
+        build: stats(build),
+        reload: stats(reload),
+        nft_f: stats(nft_f),
+        rules,
+        elements,
+        iptables_ms,
+    }
 }
 
 struct DockerFigures {
