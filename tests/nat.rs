@@ -349,3 +349,30 @@ fn bad_forward_endpoint_is_a_located_config_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with(&format!("{}:7:1: nat.forward[1]: `container:nope`", config.display())), "{err}");
 }
+
+#[test]
+fn a_rule_the_kernel_refuses_names_its_entry_and_keeps_the_old_table() {
+    if !have_root() {
+        return;
+    }
+    let mut lab = Lab::new("nat-refuse");
+    lab.serve("server", "TCP4-LISTEN:80,fork,reuseaddr");
+    Lab::wait_listening(&lab.server, 80, false);
+    let good = format!(
+        "{BASE}nat:\n  dnat:\n    - {{ in_zone: wan, proto: tcp, port: 8080, to: \"192.0.2.10:80\" }}\n"
+    );
+    let d = Daemon::start(&lab.router, &good);
+    assert!(wait_until(WAIT, || ask(&lab.client, "TCP4:203.0.113.1:8080").starts_with("203.0.113.2")));
+    // The kernel compares at most 16 bytes of an interface name: this rule is refused.
+    let bad = format!("{good}  masquerade:\n    - {{ out_interface: averyveryverylonginterfacename, source: 192.0.2.0/24 }}\n");
+    std::fs::write(&d.config, bad).unwrap();
+    let reply = d.ctl("reload");
+    assert_eq!(reply["ok"], serde_json::Value::Bool(false));
+    let err = reply["error"].as_str().unwrap();
+    assert!(err.contains(&format!("nat.masquerade[0] ({}:8)", d.config.display())), "{err}");
+    assert!(d.log_text().contains("the previous table stays in force"));
+    // Still the old table and the old config.
+    assert!(ask(&lab.client, "TCP4:203.0.113.1:8080").starts_with("203.0.113.2"));
+    assert!(!lab.router.sh("nft list table inet netmgrd").contains("masquerade"));
+    assert_eq!(d.ctl("status")["result"]["reloads"], 0);
+}

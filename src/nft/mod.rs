@@ -45,7 +45,7 @@ impl fmt::Display for NftError {
             NftError::Rejected { set, op, errno, message } => {
                 let err = std::io::Error::from_raw_os_error(*errno);
                 match set {
-                    Some(s) => write!(f, "{op} on set {s}: {err}")?,
+                    Some(s) => write!(f, "{op} ({s}): {err}")?,
                     None => write!(f, "{op}: {err}")?,
                 }
                 if let Some(m) = message {
