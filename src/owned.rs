@@ -199,6 +199,28 @@ fn forward_rules(
     Ok(rules)
 }
 
+/// Postrouting rules for SNAT or masquerade: one per output interface (or one for any).
+fn source_nat(
+    ifaces: Vec<String>,
+    family: Option<bool>,
+    source: Option<IpPrefix>,
+    action: Stmt,
+    comment: &str,
+) -> Vec<RuleSpec> {
+    let ifaces: Vec<Option<String>> =
+        if ifaces.is_empty() { vec![None] } else { ifaces.into_iter().map(Some).collect() };
+    ifaces
+        .into_iter()
+        .map(|iface| {
+            let mut stmts: Vec<Stmt> = iface.map(Stmt::OifName).into_iter().collect();
+            stmts.extend(family.map(|v4| Stmt::NfProto { v4 }));
+            stmts.extend(source.map(|src| Stmt::Saddr(IpPrefix { addr: src.network(), len: src.len })));
+            stmts.push(action.clone());
+            RuleSpec { stmts, comment: comment.to_string() }
+        })
+        .collect()
+}
+
 /// The owned table for a config, with where each of its sets gets its elements.
 /// `Err` is `file:line: message` naming the config entry.
 pub fn owned_table(config: &Config) -> Result<Option<OwnedPlan>, String> {
@@ -336,32 +358,19 @@ pub fn owned_table(config: &Config) -> Result<Option<OwnedPlan>, String> {
     for (i, r) in nat.snat.iter().enumerate() {
         let comment = entry("nat.snat", i, r.line, config, &r.comment);
         let ifaces = interfaces(config, &r.out_interface, &r.out_zone);
-        let ifaces: Vec<Option<String>> =
-            if ifaces.is_empty() { vec![None] } else { ifaces.into_iter().map(Some).collect() };
-        for iface in ifaces {
-            let mut stmts: Vec<Stmt> = iface.map(Stmt::OifName).into_iter().collect();
-            stmts.push(Stmt::NfProto { v4: r.to.addr.is_ipv4() });
-            if let Some(src) = r.source {
-                stmts.push(Stmt::Saddr(IpPrefix { addr: src.network(), len: src.len }));
-            }
-            stmts.push(Stmt::Snat { to: r.to.addr });
-            post.push(RuleSpec { stmts, comment: comment.clone() });
-        }
+        post.extend(source_nat(
+            ifaces,
+            Some(r.to.addr.is_ipv4()),
+            r.source,
+            Stmt::Snat { to: r.to.addr },
+            &comment,
+        ));
     }
     for (i, r) in nat.masquerade.iter().enumerate() {
         let comment = entry("nat.masquerade", i, r.line, config, &r.comment);
         let ifaces = interfaces(config, &r.out_interface, &r.out_zone);
-        let ifaces: Vec<Option<String>> =
-            if ifaces.is_empty() { vec![None] } else { ifaces.into_iter().map(Some).collect() };
-        for iface in ifaces {
-            let mut stmts: Vec<Stmt> = iface.map(Stmt::OifName).into_iter().collect();
-            if let Some(src) = r.source {
-                stmts.push(Stmt::NfProto { v4: src.addr.is_ipv4() });
-                stmts.push(Stmt::Saddr(IpPrefix { addr: src.network(), len: src.len }));
-            }
-            stmts.push(Stmt::Masquerade);
-            post.push(RuleSpec { stmts, comment: comment.clone() });
-        }
+        let family = r.source.map(|s| s.addr.is_ipv4());
+        post.extend(source_nat(ifaces, family, r.source, Stmt::Masquerade, &comment));
     }
     for (i, r) in nat.forward.iter().enumerate() {
         fwd.extend(forward_rules(config, i, r, &mut sets)?);
