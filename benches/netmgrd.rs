@@ -290,14 +290,13 @@ fn nat_bench(dir: &std::path::Path, nft: &mut Nft) -> NatFigures {
     let (mut build, mut reload, mut nft_f) = (Vec::new(), Vec::new(), Vec::new());
     let (mut rules, mut elements) = (0, 0);
     for round in 0..7u16 {
-        let (spec, _) = netmgrd::owned::owned_table(&nat_config(dir, 80)).expect("valid").expect("a table");
+        let (spec, _) = nat_config(dir, 80).owned.expect("a table");
         rules = spec.rule_count();
         elements = spec.elements.values().map(|e| e.len()).sum();
         let t = Instant::now();
         netmgrd::nft::build_owned_table(nft, &spec, &spec.elements, None).expect("build");
         build.push(ms(t.elapsed()));
-        let (changed, _) =
-            netmgrd::owned::owned_table(&nat_config(dir, 81 + round)).expect("valid").expect("a table");
+        let (changed, _) = nat_config(dir, 81 + round).owned.expect("a table");
         let t = Instant::now();
         netmgrd::nft::build_owned_table(nft, &changed, &changed.elements, Some(&spec)).expect("reload");
         reload.push(ms(t.elapsed()));

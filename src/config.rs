@@ -615,6 +615,8 @@ pub struct Config {
     pub docker: Option<DockerConfig>,
     /// `None`: no NAT or forward rules (the section is absent).
     pub nat: Option<NatConfig>,
+    /// The owned table this config asks for, computed once at load (plan reads it every turn).
+    pub owned: Option<crate::owned::OwnedPlan>,
     /// Things worth a warning that do not stop netmgrd (ignored legacy keys).
     pub warnings: Vec<String>,
 }
@@ -703,6 +705,7 @@ impl Config {
             zones: raw.zones,
             docker: raw.docker,
             nat: raw.nat,
+            owned: None,
             warnings,
         };
         let mut config = config;
@@ -777,7 +780,8 @@ impl Config {
                 ));
             }
         }
-        crate::owned::owned_table(&config).map_err(ConfigError::Rule)?;
+        let mut config = config;
+        config.owned = crate::owned::owned_table(&config).map_err(ConfigError::Rule)?;
         Ok(config)
     }
 

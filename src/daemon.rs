@@ -8,7 +8,6 @@ use crate::event::{EngineStatus, Event, SignalKind};
 use crate::event_loop::{Handler, Outgoing};
 use crate::nft::{self, Nft, NftError};
 use crate::observed::Observed;
-use crate::owned;
 use crate::plan::{self, managed_sets, Desired};
 use crate::ruleset::OwnedTable;
 use crate::wire::control::{reply_err, reply_ok, Request, COMMANDS};
@@ -102,7 +101,7 @@ impl Daemon {
     /// previous config or instance left. `force` rebuilds even when nothing changed (the
     /// table vanished). On error the previous table stays in force (the batch is atomic).
     fn sync_owned_table(&mut self, force: bool) -> Result<(), String> {
-        let spec = owned::owned_table(&self.config)?.map(|(t, _)| t);
+        let spec = self.config.owned.as_ref().map(|(t, _)| t.clone());
         if !force && spec == self.owned && (spec.is_some() || self.owned_checked) {
             return Ok(());
         }

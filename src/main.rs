@@ -129,14 +129,9 @@ fn check(args: Args) -> ExitCode {
                 eprintln!("{}: warning: {w}", path.display());
             }
             if args.print {
-                // Validated by `Config::load`: building the table cannot fail here.
-                match netmgrd::owned::owned_table(&c) {
-                    Ok(Some((table, _))) => print!("{}", table.render()),
-                    Ok(None) => println!("# netmgrd owns no table with this config"),
-                    Err(e) => {
-                        eprintln!("{e}");
-                        return ExitCode::FAILURE;
-                    }
+                match &c.owned {
+                    Some((table, _)) => print!("{}", table.render()),
+                    None => println!("# netmgrd owns no table with this config"),
                 }
                 return ExitCode::SUCCESS;
             }

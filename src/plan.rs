@@ -107,10 +107,10 @@ pub fn is_docker_set(config: &Config, set: &SetId) -> bool {
 /// `owned`.
 pub fn managed_sets(config: &Config) -> Vec<(String, SetId)> {
     let mut out = admin_sets(config);
-    if let Ok(Some((_, sources))) = owned::owned_table(config) {
+    if let Some((_, sources)) = &config.owned {
         for (set, src) in sources {
-            let owner = if src == owned::Source::Publish { PUBLISH_OWNER } else { OWNED_OWNER };
-            out.push((owner.to_string(), set));
+            let owner = if *src == owned::Source::Publish { PUBLISH_OWNER } else { OWNED_OWNER };
+            out.push((owner.to_string(), set.clone()));
         }
     }
     out
@@ -185,8 +185,8 @@ pub fn plan(config: &Config, observed: &Observed) -> Desired {
         };
         desired.insert(set, elems);
     }
-    if let Ok(Some((table, sources))) = owned::owned_table(config) {
-        let copies = owned::copied_elements(&table, &sources, &desired, |ifaces, v4| {
+    if let Some((table, sources)) = &config.owned {
+        let copies = owned::copied_elements(table, sources, &desired, |ifaces, v4| {
             ifaces
                 .iter()
                 .flat_map(|name| observed.links_named(name))
