@@ -278,9 +278,25 @@ fn ctl_request(socket: &Path, request: &str) -> std::io::Result<String> {
     Ok(line.trim_end().to_string())
 }
 
+fn text(v: &Value) -> String {
+    v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())
+}
+
+/// One `status` line for a managed set, with its error when it has one.
+fn set_line(set: &Value) -> String {
+    format!(
+        "  set {} ({}): {} element(s), {}{}\n",
+        text(&set["set"]),
+        text(&set["type"]),
+        set["elements"],
+        text(&set["health"]),
+        set.get("error").map(|e| format!(": {}", text(e))).unwrap_or_default()
+    )
+}
+
 /// Readable text for a reply's result.
 fn render(command: &str, r: &Value) -> String {
-    let s = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+    let s = text;
     match command {
         "status" => {
             let mut out = format!(
@@ -309,14 +325,7 @@ fn render(command: &str, r: &Value) -> String {
                         ));
                     }
                     for set in z["sets"].as_array().into_iter().flatten() {
-                        out.push_str(&format!(
-                            "  set {} ({}): {} element(s), {}{}\n",
-                            s(&set["set"]),
-                            s(&set["type"]),
-                            set["elements"],
-                            s(&set["health"]),
-                            set.get("error").map(|e| format!(": {}", s(e))).unwrap_or_default()
-                        ));
+                        out.push_str(&set_line(set));
                     }
                 }
             }
@@ -336,13 +345,7 @@ fn render(command: &str, r: &Value) -> String {
                     }
                 ));
                 for set in d["sets"].as_array().into_iter().flatten() {
-                    out.push_str(&format!(
-                        "  set {} ({}): {} element(s), {}\n",
-                        s(&set["set"]),
-                        s(&set["type"]),
-                        set["elements"],
-                        s(&set["health"])
-                    ));
+                    out.push_str(&set_line(set));
                 }
             }
             out.push_str(&format!(

@@ -23,7 +23,7 @@ pub struct ElemList {
     more: Cell<i32>,
 }
 
-fn addr_bytes(a: IpAddr) -> Vec<u8> {
+pub(super) fn addr_bytes(a: IpAddr) -> Vec<u8> {
     match a {
         IpAddr::V4(v) => v.octets().to_vec(),
         IpAddr::V6(v) => v.octets().to_vec(),

@@ -412,6 +412,16 @@ fn take_field(bytes: &[u8], len: usize) -> Option<(&[u8], &[u8])> {
     Some((bytes.get(..len)?, bytes.get(4..)?))
 }
 
+/// The shared tail of every DNAT map element: key `... proto . port`, data `to . to_port`.
+/// Returns (proto, port, to, to_port).
+fn decode_dnat(key_rest: &[u8], data: Option<&[u8]>, v4: bool) -> Option<(u8, u16, IpAddr, u16)> {
+    let (proto, rest) = take_field(key_rest, 1)?;
+    let (port, _) = take_field(rest, 2)?;
+    let (to, rest) = take_addr(data?, v4)?;
+    let (to_port, _) = take_field(rest, 2)?;
+    Some((proto[0], u16::from_be_bytes([port[0], port[1]]), to, u16::from_be_bytes([to_port[0], to_port[1]])))
+}
+
 fn decode_mapping(raw: &RawElem, bound: bool, v4: bool) -> Option<Elem> {
     let (host, rest) = if bound {
         let (h, rest) = take_addr(&raw.key, v4)?;
@@ -419,17 +429,14 @@ fn decode_mapping(raw: &RawElem, bound: bool, v4: bool) -> Option<Elem> {
     } else {
         (None, raw.key.as_slice())
     };
-    let (proto, rest) = take_field(rest, 1)?;
-    let (port, _) = take_field(rest, 2)?;
-    let (to, rest) = take_addr(raw.data.as_deref()?, v4)?;
-    let (to_port, _) = take_field(rest, 2)?;
-    Some(Elem::Mapping {
-        host,
-        proto: proto[0],
-        port: u16::from_be_bytes([port[0], port[1]]),
-        to,
-        to_port: u16::from_be_bytes([to_port[0], to_port[1]]),
-    })
+    let (proto, port, to, to_port) = decode_dnat(rest, raw.data.as_deref(), v4)?;
+    Some(Elem::Mapping { host, proto, port, to, to_port })
+}
+
+fn decode_port_forward(raw: &RawElem, v4: bool) -> Option<Elem> {
+    let iface: crate::elements::IfName = raw.key.get(..16)?.try_into().ok()?;
+    let (proto, port, to, to_port) = decode_dnat(raw.key.get(16..)?, raw.data.as_deref(), v4)?;
+    Some(Elem::PortForward { iface, proto, port, to, to_port })
 }
 
 /// Turns kernel elements into `Elem`s. Interval sets store a start key and an end key
@@ -444,24 +451,9 @@ fn decode(kind: SetKind, raw: Vec<RawElem>) -> BTreeSet<Elem> {
         SetKind::PublishBound4 | SetKind::PublishBound6 => {
             raw.iter().filter_map(|r| decode_mapping(r, true, v4)).collect()
         }
-        SetKind::Forward4 | SetKind::Forward6 => raw
-            .iter()
-            .filter_map(|r| {
-                let iface: crate::elements::IfName = r.key.get(..16)?.try_into().ok()?;
-                let rest = r.key.get(16..)?;
-                let (proto, rest) = take_field(rest, 1)?;
-                let (port, _) = take_field(rest, 2)?;
-                let (to, rest) = take_addr(r.data.as_deref()?, v4)?;
-                let (to_port, _) = take_field(rest, 2)?;
-                Some(Elem::PortForward {
-                    iface,
-                    proto: proto[0],
-                    port: u16::from_be_bytes([port[0], port[1]]),
-                    to,
-                    to_port: u16::from_be_bytes([to_port[0], to_port[1]]),
-                })
-            })
-            .collect(),
+        SetKind::Forward4 | SetKind::Forward6 => {
+            raw.iter().filter_map(|r| decode_port_forward(r, v4)).collect()
+        }
         SetKind::Pair4 | SetKind::Pair6 => raw
             .iter()
             .filter_map(|r| {

@@ -3,7 +3,7 @@
 //! their current elements, chains and rules. It is replaced atomically, a crashed earlier
 //! instance leaves nothing stale, and no packet sees a half-built table.
 
-use super::elems::ElemList;
+use super::elems::{addr_bytes, ElemList};
 use super::expr::{self, reg32, Expr, REG1, REG2};
 use super::socket::{MsgInfo, Nft};
 use super::{family_number, NftError};
@@ -113,13 +113,6 @@ unsafe impl NlMsg for FlushSet<'_> {
             );
             sys::nftnl_set_elems_nlmsg_build_payload(hdr, self.0.set.as_ptr());
         }
-    }
-}
-
-fn addr_bytes(a: IpAddr) -> Vec<u8> {
-    match a {
-        IpAddr::V4(v) => v.octets().to_vec(),
-        IpAddr::V6(v) => v.octets().to_vec(),
     }
 }
 
