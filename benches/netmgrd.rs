@@ -13,7 +13,7 @@
 mod fake_engine;
 
 use fake_engine::{FakeContainer, FakeEngine};
-use netmgrd::config::TableRef;
+use netmgrd::elements::TableRef;
 use netmgrd::elements::{Elem, SetId, SetKind};
 use netmgrd::nft::Nft;
 use std::collections::BTreeSet;
@@ -272,7 +272,7 @@ struct NatFigures {
     iptables_ms: Option<f64>,
 }
 
-fn nat_config(dir: &std::path::Path, changed: u16) -> netmgrd::config::Config {
+fn nat_config(dir: &std::path::Path, changed: u16) -> netmgrd::setup::Setup {
     let mut text = String::from("interfaces:\n  - { name: eth0, zone: wan }\nnat:\n  dnat:\n");
     for i in 0..NAT_RULES {
         let a = Ipv4Addr::from(0xC612_8000u32 + i as u32); // 198.18.128.0 and up
@@ -282,7 +282,7 @@ fn nat_config(dir: &std::path::Path, changed: u16) -> netmgrd::config::Config {
             10_000 + i
         ));
     }
-    netmgrd::config::Config::parse(&dir.join("nat.yaml"), &text).expect("nat config")
+    netmgrd::setup::Setup::parse(&dir.join("nat.yaml"), &text).expect("nat config")
 }
 
 /// Applying 1,000 DNAT entries: netmgrd's own transaction, next to `nft -f` and iptables.
@@ -290,13 +290,13 @@ fn nat_bench(dir: &std::path::Path, nft: &mut Nft) -> NatFigures {
     let (mut build, mut reload, mut nft_f) = (Vec::new(), Vec::new(), Vec::new());
     let (mut rules, mut elements) = (0, 0);
     for round in 0..7u16 {
-        let (spec, _) = nat_config(dir, 80).owned.expect("a table");
+        let spec = nat_config(dir, 80).owned.expect("a table").table;
         rules = spec.rule_count();
         elements = spec.elements.values().map(|e| e.len()).sum();
         let t = Instant::now();
         netmgrd::nft::build_owned_table(nft, &spec, &spec.elements, None).expect("build");
         build.push(ms(t.elapsed()));
-        let (changed, _) = nat_config(dir, 81 + round).owned.expect("a table");
+        let changed = nat_config(dir, 81 + round).owned.expect("a table").table;
         let t = Instant::now();
         netmgrd::nft::build_owned_table(nft, &changed, &changed.elements, Some(&spec)).expect("reload");
         reload.push(ms(t.elapsed()));
@@ -306,8 +306,7 @@ fn nat_bench(dir: &std::path::Path, nft: &mut Nft) -> NatFigures {
         sh(&format!("nft -f {}", file.display()));
         nft_f.push(ms(t.elapsed()));
     }
-    netmgrd::nft::delete_owned_table(nft, &netmgrd::config::TableRef::parse("inet netmgrd").expect("table"))
-        .expect("delete");
+    netmgrd::nft::delete_owned_table(nft, &TableRef::parse("inet netmgrd").expect("table")).expect("delete");
     let iptables_ms =
         Command::new("iptables").arg("--version").output().ok().filter(|o| o.status.success()).map(|_| {
             let t = Instant::now();

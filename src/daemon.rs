@@ -1,17 +1,25 @@
 //! The daemon's state between turns and what a turn does: apply events, answer control
-//! requests, and reconcile once (plan -> diff -> at most one nftables batch).
+//! requests, and reconcile once (plan -> diff -> at most one nftables batch). It talks to the
+//! kernel only through [`Kernel`], so every path here is tested with the in-memory fake.
 
-use crate::config::{Config, OnExit};
+use crate::config::OnExit;
 use crate::diff::{self, Applied, SetChange};
-use crate::elements::{SetId, SetKind};
+use crate::elements::{Desired, Elem, SetId, SetKind};
 use crate::event::{EngineStatus, Event, SignalKind};
 use crate::event_loop::{Handler, Outgoing};
-use crate::nft::{self, Nft, NftError};
+use crate::kernel::Kernel;
+use crate::managed::Owner;
+use crate::nft::NftError;
 use crate::observed::Observed;
-use crate::plan::{self, managed_sets, Desired};
+use crate::plan;
+use crate::report::{
+    ContainerReport, DockerReport, HealthState, HelpEntry, InterfaceReport, NetReport, SetListing,
+    SetSummary, Status, ZoneReport,
+};
 use crate::ruleset::OwnedTable;
+use crate::setup::Setup;
 use crate::wire::control::{reply_err, reply_ok, Request, COMMANDS};
-use serde_json::{json, Value};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -29,21 +37,35 @@ pub struct ConfigSource {
     pub path: PathBuf,
     /// `--log-level` wins over the file.
     pub log_level_override: Option<log::LevelFilter>,
+    /// `--socket` wins over the file.
+    pub socket_override: Option<PathBuf>,
     /// `$DOCKER_HOST` as netmgrd started with it.
     pub docker_host: Option<String>,
 }
 
 impl ConfigSource {
     /// The Engine socket for a config, `None` when Docker is off.
-    pub fn docker_socket(&self, config: &Config) -> Option<PathBuf> {
-        config.docker.as_ref().map(|d| d.socket_path(self.docker_host.clone()))
+    pub fn docker_socket(&self, setup: &Setup) -> Option<PathBuf> {
+        setup.config.docker.as_ref().map(|d| d.socket_path(self.docker_host.clone()))
+    }
+
+    /// Loads the config and applies the command line's overrides.
+    pub fn load(&self) -> Result<Setup, crate::setup::SetupError> {
+        let mut setup = Setup::load(&self.path)?;
+        if let Some(s) = &self.socket_override {
+            setup.config.control.socket = s.clone();
+        }
+        Ok(setup)
     }
 }
 
-pub struct Daemon {
-    config: Config,
+const FORWARDING_KNOBS: [&str; 2] =
+    ["/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"];
+
+pub struct Daemon<K: Kernel> {
+    setup: Setup,
     source: ConfigSource,
-    nft: Nft,
+    kernel: K,
     observed: Observed,
     applied: Applied,
     health: BTreeMap<SetId, Health>,
@@ -57,13 +79,13 @@ pub struct Daemon {
     pub reloads: u64,
 }
 
-impl Daemon {
+impl<K: Kernel> Daemon<K> {
     /// Reads every managed set; the first reconcile waits for the first rtnetlink dump.
-    pub fn new(config: Config, source: ConfigSource, nft: Nft) -> Daemon {
+    pub fn new(setup: Setup, source: ConfigSource, kernel: K) -> Daemon<K> {
         let mut d = Daemon {
-            config,
+            setup,
             source,
-            nft,
+            kernel,
             observed: Observed::default(),
             applied: Applied::new(),
             health: BTreeMap::new(),
@@ -80,17 +102,27 @@ impl Daemon {
         d
     }
 
+    pub fn setup(&self) -> &Setup {
+        &self.setup
+    }
+
+    pub fn kernel(&self) -> &K {
+        &self.kernel
+    }
+
+    pub fn kernel_mut(&mut self) -> &mut K {
+        &mut self.kernel
+    }
+
     /// `nat.enable_forwarding`: IPv4 and IPv6 forwarding on (never turned off by netmgrd).
     fn enable_forwarding(&mut self) {
-        if !self.config.nat.as_ref().is_some_and(|n| n.enable_forwarding) {
+        if !self.setup.config.nat.as_ref().is_some_and(|n| n.enable_forwarding) {
             return;
         }
-        for knob in ["/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"] {
-            if std::fs::read_to_string(knob).is_ok_and(|v| v.trim() == "1") {
-                continue;
-            }
-            match std::fs::write(knob, "1") {
-                Ok(()) => log::info!("enabled forwarding: {knob}"),
+        for knob in FORWARDING_KNOBS {
+            match self.kernel.sysctl_on(knob) {
+                Ok(true) => log::info!("enabled forwarding: {knob}"),
+                Ok(false) => {}
                 Err(e) => log::error!("cannot enable forwarding ({knob}): {e}"),
             }
         }
@@ -101,7 +133,7 @@ impl Daemon {
     /// previous config or instance left. `force` rebuilds even when nothing changed (the
     /// table vanished). On error the previous table stays in force (the batch is atomic).
     fn sync_owned_table(&mut self, force: bool) -> Result<(), String> {
-        let spec = self.config.owned.as_ref().map(|(t, _)| t.clone());
+        let spec = self.setup.owned.as_ref().map(|o| o.table.clone());
         if !force && spec == self.owned && (spec.is_some() || self.owned_checked) {
             return Ok(());
         }
@@ -110,9 +142,10 @@ impl Daemon {
             .owned
             .as_ref()
             .map(|o| o.table.clone())
-            .unwrap_or_else(|| self.config.nftables.owned_table.clone());
-        if spec.as_ref().map(|s| &s.table) != Some(&stale) && self.nft.table_exists(&stale).unwrap_or(true) {
-            if let Err(e) = nft::delete_owned_table(&mut self.nft, &stale) {
+            .unwrap_or_else(|| self.setup.config.nftables.owned_table.clone());
+        if spec.as_ref().map(|s| &s.table) != Some(&stale) && self.kernel.table_exists(&stale).unwrap_or(true)
+        {
+            if let Err(e) = self.kernel.delete_table(&stale) {
                 log::warn!("cannot remove table {stale}: {e}");
             }
         }
@@ -122,15 +155,18 @@ impl Daemon {
             return Ok(());
         };
         let desired = self.desired();
-        let elements: crate::plan::Desired =
+        let elements: Desired =
             spec.sets.iter().map(|s| (s.clone(), desired.get(s).cloned().unwrap_or_default())).collect();
         // After `force` (the table vanished) nothing of the previous build can be relied on.
         let previous = if force { None } else { self.owned.as_ref() };
-        match nft::build_owned_table(&mut self.nft, &spec, &elements, previous) {
+        match self.kernel.build_owned_table(&spec, &elements, previous) {
             Ok(()) => {
                 log::info!("built table {} ({} rules)", spec.table, spec.rule_count());
                 self.applied.retain(|s, _| s.table != spec.table);
                 self.applied.extend(elements);
+                for set in &spec.sets {
+                    self.set_health(set, Health::Ok);
+                }
                 self.owned = Some(spec);
                 Ok(())
             }
@@ -141,10 +177,6 @@ impl Daemon {
                 Err(msg)
             }
         }
-    }
-
-    pub fn config(&self) -> &Config {
-        &self.config
     }
 
     fn set_health(&mut self, set: &SetId, health: Health) {
@@ -164,7 +196,7 @@ impl Daemon {
 
     /// Re-reads one managed set into `applied` (the kernel is the truth).
     fn refresh_set(&mut self, set: &SetId) {
-        match self.nft.read_set(set) {
+        match self.kernel.read_set(set) {
             Ok(elems) => {
                 self.applied.insert(set.clone(), elems);
                 self.set_health(set, Health::Ok);
@@ -182,15 +214,15 @@ impl Daemon {
     }
 
     fn refresh_all_sets(&mut self) {
-        let managed: Vec<SetId> = managed_sets(&self.config).into_iter().map(|(_, s)| s).collect();
         // The owned table is ours: if someone removed it (`nft flush ruleset`), build it again.
         if let Some(t) = self.owned.as_ref().map(|o| o.table.clone()) {
-            if !self.nft.table_exists(&t).unwrap_or(true) {
+            if !self.kernel.table_exists(&t).unwrap_or(true) {
                 log::warn!("table {t} is gone; building it again");
                 let _ = self.sync_owned_table(true);
             }
         }
         // Sets dropped from the config keep their applied entry so diff can empty them.
+        let managed: Vec<SetId> = self.setup.managed.sets().cloned().collect();
         for set in &managed {
             self.refresh_set(set);
         }
@@ -198,7 +230,7 @@ impl Daemon {
     }
 
     fn desired(&self) -> Desired {
-        plan::plan(&self.config, &self.observed)
+        plan::plan(&self.setup, &self.observed)
     }
 
     /// One reconcile: at most one batch (plus one retry after re-reading on a stale view).
@@ -208,15 +240,15 @@ impl Daemon {
         }
         let desired = self.desired();
         let mut changes = diff::diff(&desired, &self.applied);
-        // Containers not known yet are not containers gone: leave docker sets alone until
-        // the first full sync.
+        // Containers not known yet are not containers gone: leave sets filled from
+        // containers alone until the first full sync.
         if !self.observed.docker_ready {
-            changes.retain(|c| !plan::is_docker_set(&self.config, &c.set));
+            changes.retain(|c| !self.setup.managed.from_containers(&c.set));
         }
         if changes.is_empty() {
             return;
         }
-        match self.nft.apply(&changes) {
+        match self.kernel.apply(&changes) {
             Ok(()) => self.applied_ok(&desired, &changes),
             Err(e) => {
                 log::warn!("nftables refused the update: {e}; re-reading the sets and retrying once");
@@ -224,17 +256,20 @@ impl Daemon {
                 for set in &touched {
                     if desired.contains_key(set) {
                         self.refresh_set(set);
-                    } else if let Ok(elems) = self.nft.read_set(set) {
+                    } else if let Ok(elems) = self.kernel.read_set(set) {
                         self.applied.insert(set.clone(), elems);
                     } else {
                         self.applied.remove(set);
                     }
                 }
-                let retry = diff::diff(&desired, &self.applied);
+                let mut retry = diff::diff(&desired, &self.applied);
+                if !self.observed.docker_ready {
+                    retry.retain(|c| !self.setup.managed.from_containers(&c.set));
+                }
                 if retry.is_empty() {
                     return;
                 }
-                match self.nft.apply(&retry) {
+                match self.kernel.apply(&retry) {
                     Ok(()) => self.applied_ok(&desired, &retry),
                     Err(e) => {
                         let msg = e.to_string();
@@ -262,14 +297,14 @@ impl Daemon {
     }
 
     fn reload(&mut self, out: &mut Vec<Outgoing>) -> Result<(), String> {
-        let config = Config::load(&self.source.path).map_err(|e| e.to_string())?;
-        let previous = std::mem::replace(&mut self.config, config);
+        let setup = self.source.load().map_err(|e| e.to_string())?;
+        let previous = std::mem::replace(&mut self.setup, setup);
         if let Err(e) = self.sync_owned_table(false) {
             // The kernel refused the new table: keep running the old config whole.
-            self.config = previous;
+            self.setup = previous;
             return Err(e);
         }
-        let docker = self.source.docker_socket(&self.config);
+        let docker = self.source.docker_socket(&self.setup);
         if docker != self.source.docker_socket(&previous) {
             // A different Engine (or none): what was known of containers no longer holds.
             self.observed.containers.clear();
@@ -277,13 +312,13 @@ impl Daemon {
             self.engine = None;
             out.push(Outgoing::DockerSocket(docker));
         }
-        if self.config.control != previous.control {
+        if self.setup.config.control != previous.config.control {
             log::warn!("control socket settings changed; they take effect at the next restart");
         }
-        for w in &self.config.warnings {
+        for w in &self.setup.config.warnings {
             log::warn!("{w}");
         }
-        set_log_level(&self.config, &self.source);
+        set_log_level(&self.setup, &self.source);
         self.enable_forwarding();
         self.reloads += 1;
         self.refresh_all_sets();
@@ -293,18 +328,18 @@ impl Daemon {
 
     /// `on_exit: flush` empties every managed set before stopping.
     fn stop(&mut self) {
-        if self.config.nftables.on_exit == OnExit::Flush {
+        if self.setup.config.nftables.on_exit == OnExit::Flush {
             let owned = self.owned.as_ref().map(|o| o.table.clone());
             let changes: Vec<SetChange> = diff::flush_all(&self.applied)
                 .into_iter()
                 .filter(|c| owned.as_ref() != Some(&c.set.table))
                 .collect();
-            match self.nft.apply(&changes) {
+            match self.kernel.apply(&changes) {
                 Ok(()) => log::info!("flushed {} managed set(s)", changes.len()),
                 Err(e) => log::error!("flush at exit failed: {e}"),
             }
             if let Some(t) = owned {
-                match nft::delete_owned_table(&mut self.nft, &t) {
+                match self.kernel.delete_table(&t) {
                     Ok(()) => log::info!("deleted table {t}"),
                     Err(e) => log::error!("cannot delete table {t}: {e}"),
                 }
@@ -315,100 +350,109 @@ impl Daemon {
 
     fn answer(&mut self, request: Request) -> String {
         match request {
-            Request::Ping => reply_ok(json!("pong")),
-            Request::Status => reply_ok(self.status()),
-            Request::Sets => reply_ok(self.sets()),
-            Request::Containers => reply_ok(self.containers()),
-            Request::Ruleset => reply_ok(json!(self.ruleset())),
-            Request::Help => {
-                reply_ok(COMMANDS.iter().map(|(c, d)| json!({"command": c, "does": d})).collect())
-            }
+            Request::Ping => reply_ok(serde_json::Value::from("pong")),
+            Request::Status => reply(&self.status()),
+            Request::Sets => reply(&self.sets()),
+            Request::Containers => reply(&self.containers()),
+            Request::Ruleset => reply(&self.ruleset()),
+            Request::Help => reply(
+                &COMMANDS
+                    .iter()
+                    .map(|(c, d)| HelpEntry { command: c.to_string(), does: d.to_string() })
+                    .collect::<Vec<_>>(),
+            ),
             // Reload and resync ran before the reconcile (see `handle`); here only the reply.
-            Request::Reload | Request::Resync => reply_ok(json!("done")),
+            Request::Reload | Request::Resync => reply_ok(serde_json::Value::from("done")),
         }
     }
 
-    pub fn status(&self) -> Value {
-        let mut zones = serde_json::Map::new();
-        let managed = managed_sets(&self.config);
-        let docker = self.config.docker.as_ref().map(|_| {
+    fn set_summary(&self, set: &SetId) -> SetSummary {
+        let (health, error) = self.health_of(set);
+        SetSummary {
+            set: set.to_string(),
+            kind: kind_name(set.kind).to_string(),
+            elements: self.applied.get(set).map(|e| e.len()).unwrap_or(0),
+            health,
+            error,
+        }
+    }
+
+    fn health_of(&self, set: &SetId) -> (HealthState, Option<String>) {
+        match self.health.get(set) {
+            Some(Health::Ok) => (HealthState::Ok, None),
+            Some(Health::Missing(m)) => (HealthState::Missing, Some(m.clone())),
+            Some(Health::Error(m)) => (HealthState::Error, Some(m.clone())),
+            None => (HealthState::Unknown, None),
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        let config = &self.setup.config;
+        let managed = &self.setup.managed;
+        let docker = config.docker.as_ref().map(|_| {
             let e = self.engine.clone().unwrap_or_default();
-            let sets: Vec<Value> = managed
-                .iter()
-                .filter(|(owner, _)| owner == plan::DOCKER_OWNER || owner == plan::PUBLISH_OWNER)
-                .map(|(_, s)| self.set_json(s, false))
-                .collect();
-            json!({
-                "state": e.state,
-                "socket": e.socket,
-                "api_version": e.api_version,
-                "error": e.error,
-                "reconnects": e.reconnects,
-                "last_event_unix": e.last_event_unix,
-                "synced": self.observed.docker_ready,
-                "containers": self.observed.containers.len(),
-                "sets": sets,
-            })
+            DockerReport {
+                state: e.state,
+                socket: e.socket,
+                api_version: e.api_version,
+                error: e.error,
+                reconnects: e.reconnects,
+                last_event_unix: e.last_event_unix,
+                synced: self.observed.docker_ready,
+                containers: self.observed.containers.len(),
+                sets: managed
+                    .iter()
+                    .filter(|(o, _)| o.from_containers())
+                    .map(|(_, s)| self.set_summary(s))
+                    .collect(),
+            }
         });
-        for zone in self.config.zone_names() {
-            let interfaces: Vec<Value> = self
-                .config
-                .zone_interfaces(&zone)
-                .iter()
-                .map(|name| {
-                    let link = self.observed.links_named(name).next();
-                    let addrs: Vec<String> = link
-                        .map(|l| self.observed.addresses_of(l.index).map(|a| a.prefix.to_string()).collect())
-                        .unwrap_or_default();
-                    json!({
-                        "name": name,
-                        "present": link.is_some(),
-                        "up": link.is_some_and(|l| l.up),
-                        "ifindex": link.map(|l| l.index),
-                        "addresses": addrs,
+        let zones = config
+            .zone_names()
+            .into_iter()
+            .map(|zone| {
+                let interfaces = config
+                    .zone_interfaces(&zone)
+                    .iter()
+                    .map(|name| {
+                        let link = self.observed.links_named(name).next();
+                        InterfaceReport {
+                            name: name.to_string(),
+                            present: link.is_some(),
+                            up: link.is_some_and(|l| l.up),
+                            ifindex: link.map(|l| l.index),
+                            addresses: link
+                                .map(|l| {
+                                    self.observed
+                                        .addresses_of(l.index)
+                                        .map(|a| a.prefix.to_string())
+                                        .collect()
+                                })
+                                .unwrap_or_default(),
+                        }
                     })
-                })
-                .collect();
-            let sets: Vec<Value> =
-                managed.iter().filter(|(z, _)| *z == zone).map(|(_, s)| self.set_json(s, false)).collect();
-            zones.insert(zone, json!({ "interfaces": interfaces, "sets": sets }));
+                    .collect();
+                let sets = managed.of_zone(&zone).map(|s| self.set_summary(s)).collect();
+                (zone, ZoneReport { interfaces, sets })
+            })
+            .collect();
+        Status {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            pid: std::process::id(),
+            uptime_s: self.started.elapsed().as_secs(),
+            config: self.source.path.display().to_string(),
+            ready: self.observed.net_ready,
+            zones,
+            docker,
+            owned_sets: managed
+                .iter()
+                .filter(|(o, _)| matches!(o, Owner::Owned(_)))
+                .map(|(_, s)| self.set_summary(s))
+                .collect(),
+            nft_batches: self.kernel.batches_sent(),
+            reloads: self.reloads,
+            last_error: self.last_error.clone(),
         }
-        json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "pid": std::process::id(),
-            "uptime_s": self.started.elapsed().as_secs(),
-            "config": self.source.path.display().to_string(),
-            "ready": self.observed.net_ready,
-            "zones": zones,
-            "docker": docker,
-            "nft_batches": self.nft.batches_sent,
-            "reloads": self.reloads,
-            "last_error": self.last_error,
-        })
-    }
-
-    fn set_json(&self, set: &SetId, with_elements: bool) -> Value {
-        let (health, error) = match self.health.get(set) {
-            Some(Health::Ok) => ("ok", None),
-            Some(Health::Missing(m)) => ("missing", Some(m.clone())),
-            Some(Health::Error(m)) => ("error", Some(m.clone())),
-            None => ("unknown", None),
-        };
-        let elems = self.applied.get(set);
-        let mut v = json!({
-            "set": set.to_string(),
-            "type": kind_name(set.kind),
-            "elements": elems.map(|e| e.len()).unwrap_or(0),
-            "health": health,
-        });
-        if let Some(e) = error {
-            v["error"] = json!(e);
-        }
-        if with_elements {
-            v["elements"] =
-                json!(elems.map(|e| e.iter().map(|x| x.to_string()).collect::<Vec<_>>()).unwrap_or_default());
-        }
-        v
     }
 
     /// The owned table as applied now: its nft text and the elements of its sets.
@@ -416,13 +460,12 @@ impl Daemon {
         let Some(t) = &self.owned else {
             return "# netmgrd owns no table with this config\n".to_string();
         };
-        let mut text = t.render();
+        // The elements below are the applied ones; the spec's own (static) elements are
+        // among them, so they are not printed twice.
+        let mut text = OwnedTable { elements: Desired::new(), ..t.clone() }.render();
         for set in &t.sets {
-            let elems = self
-                .applied
-                .get(set)
-                .map(|e| e.iter().map(|x| x.to_string()).collect::<Vec<_>>())
-                .unwrap_or_default();
+            let elems: Vec<String> =
+                self.applied.get(set).into_iter().flatten().map(|x| x.to_string()).collect();
             if !elems.is_empty() {
                 text.push_str(&format!(
                     "add element {} {} {{ {} }}\n",
@@ -436,60 +479,78 @@ impl Daemon {
     }
 
     /// Tracked containers, each with the docker sets its addresses are in.
-    pub fn containers(&self) -> Value {
+    pub fn containers(&self) -> Vec<ContainerReport> {
         let desired = self.desired();
-        let docker_sets: Vec<(&SetId, _)> =
-            desired.iter().filter(|(s, _)| plan::is_docker_set(&self.config, s)).collect();
+        let docker_sets: Vec<(&SetId, _)> = desired
+            .iter()
+            .filter(|(s, _)| matches!(self.setup.managed.owner(s), Some(Owner::Docker(_))))
+            .collect();
         self.observed
             .containers
             .values()
             .map(|c| {
-                let networks: serde_json::Map<String, Value> = c
-                    .networks
-                    .iter()
-                    .map(|(n, a)| (n.clone(), json!({ "ipv4": a.ipv4, "ipv6": a.ipv6 })))
-                    .collect();
-                let ports: Vec<String> = c
+                let ports = c
                     .ports
                     .iter()
                     .map(|p| match p.host_ip {
-                        Some(ip) => format!("{ip}:{}->{}/{}", p.host_port, p.container_port, p.proto.name()),
-                        None => format!("{}->{}/{}", p.host_port, p.container_port, p.proto.name()),
+                        Some(ip) => format!("{ip}:{}->{}/{}", p.host_port, p.container_port, p.proto),
+                        None => format!("{}->{}/{}", p.host_port, p.container_port, p.proto),
                     })
                     .collect();
-                let addrs: Vec<crate::elements::Elem> = c
+                let addrs: Vec<Elem> = c
                     .networks
                     .values()
                     .flat_map(|a| {
                         a.ipv4.map(std::net::IpAddr::V4).into_iter().chain(a.ipv6.map(std::net::IpAddr::V6))
                     })
-                    .map(crate::elements::Elem::Addr)
+                    .map(Elem::Addr)
                     .collect();
-                let sets: Vec<String> = docker_sets
-                    .iter()
-                    .filter(|(_, elems)| addrs.iter().any(|a| elems.contains(a)))
-                    .map(|(s, _)| s.to_string())
-                    .collect();
-                json!({
-                    "name": c.name,
-                    "id": c.id.chars().take(12).collect::<String>(),
-                    "networks": networks,
-                    "ports": ports,
-                    "sets": sets,
-                })
+                ContainerReport {
+                    name: c.name.clone(),
+                    id: c.id.chars().take(12).collect(),
+                    networks: c
+                        .networks
+                        .iter()
+                        .map(|(n, a)| (n.clone(), NetReport { ipv4: a.ipv4, ipv6: a.ipv6 }))
+                        .collect(),
+                    ports,
+                    sets: docker_sets
+                        .iter()
+                        .filter(|(_, elems)| addrs.iter().any(|a| elems.contains(a)))
+                        .map(|(s, _)| s.to_string())
+                        .collect(),
+                }
             })
             .collect()
     }
 
-    pub fn sets(&self) -> Value {
-        managed_sets(&self.config)
+    pub fn sets(&self) -> Vec<SetListing> {
+        self.setup
+            .managed
             .iter()
-            .map(|(zone, s)| {
-                let mut v = self.set_json(s, true);
-                v["zone"] = json!(zone);
-                v
+            .map(|(owner, s)| {
+                let (health, error) = self.health_of(s);
+                SetListing {
+                    set: s.to_string(),
+                    kind: kind_name(s.kind).to_string(),
+                    owner: owner.label(),
+                    zone: match owner {
+                        Owner::Zone(z) => Some(z.clone()),
+                        _ => None,
+                    },
+                    health,
+                    error,
+                    elements: self.applied.get(s).into_iter().flatten().map(|e| e.to_string()).collect(),
+                }
             })
             .collect()
+    }
+}
+
+fn reply(result: &impl Serialize) -> String {
+    match serde_json::to_value(result) {
+        Ok(v) => reply_ok(v),
+        Err(e) => reply_err(&format!("cannot encode the reply: {e}")),
     }
 }
 
@@ -508,11 +569,11 @@ fn describe(c: &SetChange) -> String {
     parts.join(" ")
 }
 
-pub fn set_log_level(config: &Config, source: &ConfigSource) {
-    log::set_max_level(source.log_level_override.unwrap_or(config.log.level.to_filter()));
+pub fn set_log_level(setup: &Setup, source: &ConfigSource) {
+    log::set_max_level(source.log_level_override.unwrap_or(setup.config.log.level.to_filter()));
 }
 
-impl Handler for Daemon {
+impl<K: Kernel> Handler for Daemon<K> {
     fn handle(&mut self, events: Vec<Event>) -> (Vec<Outgoing>, bool) {
         let mut out = Vec::new();
         let mut requests = Vec::new();
@@ -526,9 +587,7 @@ impl Handler for Daemon {
                         self.last_error = Some(e);
                     }
                 }
-                Event::Signal(SignalKind::Child) => {
-                    crate::sys::fd::reap_children();
-                }
+                Event::ChildExited { pid, status } => log::debug!("child {pid} exited (status {status:#x})"),
                 Event::Control { client, request: Request::Reload } => match self.reload(&mut out) {
                     Ok(()) => requests.push((client, Request::Reload)),
                     Err(e) => {

@@ -65,8 +65,8 @@ pub fn flush_all(applied: &Applied) -> Vec<SetChange> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::TableRef;
     use crate::elements::SetKind;
+    use crate::elements::TableRef;
 
     fn set(name: &str) -> SetId {
         SetId { table: TableRef::parse("inet filter").unwrap(), name: name.into(), kind: SetKind::Ipv4Addr }

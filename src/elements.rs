@@ -1,8 +1,93 @@
-//! The vocabulary of managed sets: which set (`SetId`), what kind of key, and element values.
+//! nftables vocabulary: tables (`Family`, `TableRef`), sets (`SetId`, `SetKind`), element
+//! values (`Elem`) and the desired elements of every managed set (`Desired`). Pure, and below
+//! the config, the plan and the nft edge, which all speak it.
 
-use crate::config::TableRef;
+use crate::inet::{IpFamily, L4Proto};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
+
+/// Desired elements per managed set (every managed set is present, possibly empty).
+pub type Desired = BTreeMap<SetId, BTreeSet<Elem>>;
+
+/// nftables address family of a table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    Inet,
+    Ip,
+    Ip6,
+    Bridge,
+    Netdev,
+    Arp,
+}
+
+impl Family {
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Inet => "inet",
+            Family::Ip => "ip",
+            Family::Ip6 => "ip6",
+            Family::Bridge => "bridge",
+            Family::Netdev => "netdev",
+            Family::Arp => "arp",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Family> {
+        Some(match s {
+            "inet" => Family::Inet,
+            "ip" => Family::Ip,
+            "ip6" => Family::Ip6,
+            "bridge" => Family::Bridge,
+            "netdev" => Family::Netdev,
+            "arp" => Family::Arp,
+            _ => return None,
+        })
+    }
+}
+
+/// A table named as nft names it: `inet filter` (a bare `filter` means `inet filter`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TableRef {
+    pub family: Family,
+    pub name: String,
+}
+
+impl fmt::Display for TableRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.family.name(), self.name)
+    }
+}
+
+impl TableRef {
+    pub fn parse(s: &str) -> Result<TableRef, String> {
+        let words: Vec<&str> = s.split_whitespace().collect();
+        let (family, name) = match words.as_slice() {
+            [name] => (Family::Inet, *name),
+            [fam, name] => (
+                Family::parse(fam).ok_or_else(|| {
+                    format!("unknown table family `{fam}` (expected inet, ip, ip6, bridge, netdev or arp)")
+                })?,
+                *name,
+            ),
+            _ => return Err(format!("`{s}` is not a table (expected e.g. `inet filter`)")),
+        };
+        check_nft_name(name)?;
+        Ok(TableRef { family, name: name.to_string() })
+    }
+}
+
+/// nft identifiers: a letter, then letters, digits, `_`, `-`, `.`; at most 255 bytes.
+pub fn check_nft_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if first_ok && rest_ok && name.len() <= 255 {
+        Ok(())
+    } else {
+        Err(format!("`{name}` is not a valid nftables name (a letter, then letters, digits, _ - .)"))
+    }
+}
 
 /// The key type a managed set must have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -38,6 +123,14 @@ pub enum SetKind {
 impl SetKind {
     pub fn is_interval(self) -> bool {
         matches!(self, SetKind::Ipv4Net | SetKind::Ipv6Net)
+    }
+
+    pub fn family(self) -> IpFamily {
+        if self.is_ipv4() {
+            IpFamily::V4
+        } else {
+            IpFamily::V6
+        }
     }
 
     pub fn is_ipv4(self) -> bool {
@@ -156,7 +249,7 @@ pub enum Elem {
     /// A published port: `[host .] proto . port : to . to_port` (`host` only for bound maps).
     Mapping {
         host: Option<IpAddr>,
-        proto: u8,
+        proto: L4Proto,
         port: u16,
         to: IpAddr,
         to_port: u16,
@@ -166,7 +259,7 @@ pub enum Elem {
     /// A port forward: `"iface" . proto . port : to . to_port`.
     PortForward {
         iface: IfName,
-        proto: u8,
+        proto: L4Proto,
         port: u16,
         to: IpAddr,
         to_port: u16,
@@ -181,23 +274,13 @@ impl fmt::Display for Elem {
                 if let Some(h) = host {
                     write!(f, "{h} . ")?;
                 }
-                let p = match proto {
-                    6 => "tcp".to_string(),
-                    17 => "udp".to_string(),
-                    n => n.to_string(),
-                };
-                write!(f, "{p} . {port} : {to} . {to_port}")
+                write!(f, "{proto} . {port} : {to} . {to_port}")
             }
             Elem::Pair(a, b) => write!(f, "{a} . {b}"),
             Elem::PortForward { iface, proto, port, to, to_port } => {
                 let end = iface.iter().position(|b| *b == 0).unwrap_or(iface.len());
                 let name = String::from_utf8_lossy(&iface[..end]);
-                let p = match proto {
-                    6 => "tcp".to_string(),
-                    17 => "udp".to_string(),
-                    n => n.to_string(),
-                };
-                write!(f, "\"{name}\" . {p} . {port} : {to} . {to_port}")
+                write!(f, "\"{name}\" . {proto} . {port} : {to} . {to_port}")
             }
             Elem::Range { start, end } => match range_as_prefix(*start, *end) {
                 Some(len) => write!(f, "{start}/{len}"),

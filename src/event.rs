@@ -1,34 +1,14 @@
 //! `Event`: what sources tell the daemon. Sources only translate bytes into these.
 
-use crate::prefix::IpPrefix;
+pub use crate::report::EngineState;
 use crate::wire::control::Request;
 use crate::wire::docker::Container;
-
-/// A network interface as rtnetlink reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Link {
-    pub index: u32,
-    pub name: String,
-    /// Administratively up (`IFF_UP`).
-    pub up: bool,
-}
-
-/// An interface address with the attributes the address rule looks at.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Address {
-    pub index: u32,
-    pub prefix: IpPrefix,
-    /// `ifa_scope`: 0 universe (global), 200 site, 253 link, 254 host.
-    pub scope: u8,
-    /// `IFA_F_*` flags (from `IFA_FLAGS` when present, else `ifa_flags`).
-    pub flags: u32,
-}
+pub use crate::wire::rtnetlink::{Address, Link};
 
 /// The Docker Engine connection as the source sees it, for `status`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EngineStatus {
-    /// `connecting`, `syncing`, `connected` or `disconnected`.
-    pub state: &'static str,
+    pub state: EngineState,
     pub socket: String,
     pub api_version: Option<String>,
     pub error: Option<String>,
@@ -41,7 +21,6 @@ pub struct EngineStatus {
 pub enum SignalKind {
     Reload,
     Stop,
-    Child,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -73,4 +52,10 @@ pub enum Event {
         request: Request,
     },
     Signal(SignalKind),
+    /// A child process ended (reaped on `SIGCHLD`): its pid and raw wait status, so the
+    /// source that spawned it can learn how it ended.
+    ChildExited {
+        pid: i32,
+        status: i32,
+    },
 }

@@ -3,7 +3,9 @@
 use netmgrd::config::{self, Config, LogLevel, LogTarget};
 use netmgrd::daemon::{set_log_level, ConfigSource, Daemon};
 use netmgrd::event_loop::{self, Source};
+use netmgrd::kernel::NftKernel;
 use netmgrd::nft::Nft;
+use netmgrd::setup::Setup;
 use netmgrd::sources::{
     control::ControlSource, docker::DockerSource, rtnetlink::RtnlSource, signals::SignalSource,
 };
@@ -123,16 +125,14 @@ fn config_path(args: &Args) -> PathBuf {
 
 fn check(args: Args) -> ExitCode {
     let path = config_path(&args);
-    match Config::load(&path) {
-        Ok(c) => {
+    match Setup::load(&path) {
+        Ok(setup) => {
+            let c = &setup.config;
             for w in &c.warnings {
                 eprintln!("{}: warning: {w}", path.display());
             }
             if args.print {
-                match &c.owned {
-                    Some((table, _)) => print!("{}", table.render()),
-                    None => println!("# netmgrd owns no table with this config"),
-                }
+                print!("{}", check_print(&setup));
                 return ExitCode::SUCCESS;
             }
             println!(
@@ -150,18 +150,30 @@ fn check(args: Args) -> ExitCode {
     }
 }
 
+/// What `check --print` prints: the owned table as nft text.
+fn check_print(setup: &Setup) -> String {
+    match &setup.owned {
+        Some(o) => o.table.render(),
+        None => "# netmgrd owns no table with this config\n".to_string(),
+    }
+}
+
 fn run(args: Args) -> ExitCode {
     let path = config_path(&args);
-    let mut config = match Config::load(&path) {
-        Ok(c) => c,
+    let source = ConfigSource {
+        path: path.clone(),
+        log_level_override: args.log_level.map(|l| l.to_filter()),
+        socket_override: args.socket.clone(),
+        docker_host: std::env::var("DOCKER_HOST").ok(),
+    };
+    let setup = match source.load() {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };
-    if let Some(s) = &args.socket {
-        config.control.socket = s.clone();
-    }
+    let config = &setup.config;
     let level = args.log_level.unwrap_or(config.log.level).to_filter();
     netmgrd::logging::init(args.log_target.unwrap_or(config.log.target), level);
     for w in &config.warnings {
@@ -192,20 +204,15 @@ fn run(args: Args) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail("cannot start", &e),
     };
-    let source = ConfigSource {
-        path: path.clone(),
-        log_level_override: args.log_level.map(|l| l.to_filter()),
-        docker_host: std::env::var("DOCKER_HOST").ok(),
-    };
-    let docker = DockerSource::new(source.docker_socket(&config));
-    set_log_level(&config, &source);
+    let docker = DockerSource::new(source.docker_socket(&setup));
+    set_log_level(&setup, &source);
     log::info!(
         "netmgrd {} started: config {}, control {}",
         env!("CARGO_PKG_VERSION"),
         path.display(),
         config.control.socket.display()
     );
-    let mut daemon = Daemon::new(config, source, nft);
+    let mut daemon = Daemon::new(setup, source, NftKernel::new(nft));
     let mut sources: Vec<Box<dyn Source>> =
         vec![Box::new(signals), Box::new(rtnl), Box::new(control), Box::new(docker)];
     match event_loop::run(&mut sources, &mut daemon) {
@@ -243,7 +250,13 @@ fn ctl(args: Args) -> ExitCode {
             if args.json {
                 println!("{line}");
             } else if ok {
-                println!("{}", render(&command, &reply["result"]));
+                match netmgrd::report::render(&command, reply["result"].clone()) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => {
+                        eprintln!("netmgrd ctl: unexpected reply ({e}): {line}");
+                        return ExitCode::FAILURE;
+                    }
+                }
             } else {
                 eprintln!("error: {}", reply["error"].as_str().unwrap_or("(no message)"));
             }
@@ -276,137 +289,4 @@ fn ctl_request(socket: &Path, request: &str) -> std::io::Result<String> {
         ));
     }
     Ok(line.trim_end().to_string())
-}
-
-fn text(v: &Value) -> String {
-    v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())
-}
-
-/// One `status` line for a managed set, with its error when it has one.
-fn set_line(set: &Value) -> String {
-    format!(
-        "  set {} ({}): {} element(s), {}{}\n",
-        text(&set["set"]),
-        text(&set["type"]),
-        set["elements"],
-        text(&set["health"]),
-        set.get("error").map(|e| format!(": {}", text(e))).unwrap_or_default()
-    )
-}
-
-/// Readable text for a reply's result.
-fn render(command: &str, r: &Value) -> String {
-    let s = text;
-    match command {
-        "status" => {
-            let mut out = format!(
-                "netmgrd {} (pid {}), up {}s, config {}{}\n",
-                s(&r["version"]),
-                r["pid"],
-                r["uptime_s"],
-                s(&r["config"]),
-                if r["ready"] == Value::Bool(true) { "" } else { " (waiting for the first rtnetlink dump)" }
-            );
-            if let Some(zones) = r["zones"].as_object() {
-                for (zone, z) in zones {
-                    out.push_str(&format!("zone {zone}\n"));
-                    for i in z["interfaces"].as_array().into_iter().flatten() {
-                        let state = match (i["present"].as_bool(), i["up"].as_bool()) {
-                            (Some(true), Some(true)) => "up",
-                            (Some(true), _) => "down",
-                            _ => "absent",
-                        };
-                        let addrs: Vec<String> =
-                            i["addresses"].as_array().into_iter().flatten().map(s).collect();
-                        out.push_str(&format!(
-                            "  interface {}: {state} {}\n",
-                            s(&i["name"]),
-                            addrs.join(" ")
-                        ));
-                    }
-                    for set in z["sets"].as_array().into_iter().flatten() {
-                        out.push_str(&set_line(set));
-                    }
-                }
-            }
-            if r["docker"].is_object() {
-                let d = &r["docker"];
-                out.push_str(&format!(
-                    "docker {} ({}), API {}, {} container(s), {} reconnect(s){}\n",
-                    s(&d["state"]),
-                    s(&d["socket"]),
-                    s(&d["api_version"]),
-                    d["containers"],
-                    d["reconnects"],
-                    if d["error"].is_null() {
-                        String::new()
-                    } else {
-                        format!(", last error: {}", s(&d["error"]))
-                    }
-                ));
-                for set in d["sets"].as_array().into_iter().flatten() {
-                    out.push_str(&set_line(set));
-                }
-            }
-            out.push_str(&format!(
-                "nft batches: {}, reloads: {}, last error: {}",
-                r["nft_batches"],
-                r["reloads"],
-                if r["last_error"].is_null() { "none".to_string() } else { s(&r["last_error"]) }
-            ));
-            out
-        }
-        "sets" => r
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|set| {
-                let elems: Vec<String> = set["elements"].as_array().into_iter().flatten().map(s).collect();
-                format!(
-                    "{} (zone {}, {}): {}",
-                    s(&set["set"]),
-                    s(&set["zone"]),
-                    s(&set["health"]),
-                    elems.join(" ")
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n"),
-        "containers" => r
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|c| {
-                let nets: Vec<String> = c["networks"]
-                    .as_object()
-                    .into_iter()
-                    .flatten()
-                    .map(|(n, a)| {
-                        let ips: Vec<String> =
-                            [&a["ipv4"], &a["ipv6"]].into_iter().filter(|v| !v.is_null()).map(s).collect();
-                        format!("{n}={}", ips.join(","))
-                    })
-                    .collect();
-                let list =
-                    |v: &Value| v.as_array().into_iter().flatten().map(s).collect::<Vec<_>>().join(" ");
-                format!(
-                    "{} {} nets: {} ports: {} sets: {}",
-                    s(&c["name"]),
-                    s(&c["id"]),
-                    nets.join(" "),
-                    list(&c["ports"]),
-                    list(&c["sets"])
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n"),
-        "help" => r
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|c| format!("{:8} {}", s(&c["command"]), s(&c["does"])))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        _ => s(r),
-    }
 }

@@ -62,7 +62,11 @@ impl Observed {
             }
             Event::ContainerUp(c) => self.containers.remove(&c.id).is_some(),
             Event::ContainerGone(id) => self.containers.remove(id).is_some(),
-            Event::NetResyncing | Event::Engine(_) | Event::Control { .. } | Event::Signal(_) => false,
+            Event::NetResyncing
+            | Event::Engine(_)
+            | Event::Control { .. }
+            | Event::Signal(_)
+            | Event::ChildExited { .. } => false,
         }
     }
 

@@ -4,15 +4,17 @@
 //! global or site, it is not link-local (169.254.0.0/16, fe80::/10), and it is neither
 //! tentative (IPv6 DAD still running) nor dadfailed.
 
-use crate::config::{Config, TableRef};
+pub use crate::elements::Desired;
+
+use crate::config::{Config, DockerSetConfig};
 use crate::elements::{Elem, SetId, SetKind};
 use crate::event::Address;
+use crate::managed::{OwnedFill, Owner};
 use crate::matching;
 use crate::observed::Observed;
-use crate::owned;
 use crate::prefix::IpPrefix;
-use crate::wire::docker::Proto;
-use std::collections::{BTreeMap, BTreeSet};
+use crate::setup::Setup;
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 const RT_SCOPE_UNIVERSE: u8 = 0;
@@ -20,43 +22,18 @@ const RT_SCOPE_SITE: u8 = 200;
 const IFA_F_DADFAILED: u32 = 0x08;
 const IFA_F_TENTATIVE: u32 = 0x40;
 
-/// Desired elements per managed set (every managed set is present, possibly empty).
-pub type Desired = BTreeMap<SetId, BTreeSet<Elem>>;
-
-/// The owner name of docker sets in `managed_sets` and `status`.
-pub const DOCKER_OWNER: &str = "docker";
-/// The owner name of the owned table's publish maps.
-pub const PUBLISH_OWNER: &str = "publish";
-
-/// The owner name of sets in the owned table (maps, address copies) other than publish.
-pub const OWNED_OWNER: &str = "owned";
-
-/// The owned table, when the config needs one.
-pub fn owned_table(config: &Config) -> Option<&TableRef> {
-    owned::wanted(config).then_some(&config.nftables.owned_table)
-}
-
-fn publish_on(config: &Config) -> bool {
-    config.docker.as_ref().is_some_and(|d| d.publish)
-}
-
-/// Published-port elements for every running container. A host port claimed twice goes to
-/// the container whose name sorts first, as a map key can hold one value.
-fn publish_elements(owned: &TableRef, observed: &Observed) -> Desired {
-    let sets = owned::publish_sets(owned);
-    let id = |k: SetKind| sets.iter().find(|s| s.kind == k).cloned();
-    let mut out: Desired = sets.iter().map(|s| (s.clone(), BTreeSet::new())).collect();
-    let mut claimed: BTreeSet<(SetKind, Option<IpAddr>, u8, u16)> = BTreeSet::new();
+/// Published-port elements for every running container, into the map of `kind`. A host port
+/// claimed twice goes to the container whose name sorts first, as a map key holds one value.
+fn publish_elements(publish: &[&SetId], observed: &Observed) -> Desired {
+    let id = |k: SetKind| publish.iter().find(|s| s.kind == k).map(|s| (*s).clone());
+    let mut out: Desired = publish.iter().map(|s| ((*s).clone(), BTreeSet::new())).collect();
+    let mut claimed: BTreeSet<(SetKind, Option<IpAddr>, crate::inet::L4Proto, u16)> = BTreeSet::new();
     let mut containers: Vec<_> = observed.containers.values().collect();
     containers.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
     for c in containers {
         let addr4 = c.networks.values().find_map(|n| n.ipv4).map(IpAddr::V4);
         let addr6 = c.networks.values().find_map(|n| n.ipv6).map(IpAddr::V6);
         for p in &c.ports {
-            let proto = match p.proto {
-                Proto::Tcp => 6,
-                Proto::Udp => 17,
-            };
             // (map kind, bound host address, container address)
             let targets: Vec<(SetKind, Option<IpAddr>, Option<IpAddr>)> = match p.host_ip {
                 None => vec![(SetKind::Publish4, None, addr4), (SetKind::Publish6, None, addr6)],
@@ -67,10 +44,11 @@ fn publish_elements(owned: &TableRef, observed: &Observed) -> Desired {
             };
             for (kind, host, to) in targets {
                 let (Some(to), Some(map)) = (to, id(kind)) else { continue };
-                if !claimed.insert((kind, host, proto, p.host_port)) {
+                if !claimed.insert((kind, host, p.proto, p.host_port)) {
                     continue;
                 }
-                let elem = Elem::Mapping { host, proto, port: p.host_port, to, to_port: p.container_port };
+                let elem =
+                    Elem::Mapping { host, proto: p.proto, port: p.host_port, to, to_port: p.container_port };
                 out.entry(map).or_default().insert(elem);
                 let pair = if to.is_ipv4() { SetKind::Pair4 } else { SetKind::Pair6 };
                 if let Some(h) = id(pair) {
@@ -79,61 +57,6 @@ fn publish_elements(owned: &TableRef, observed: &Observed) -> Desired {
             }
         }
     }
-    out
-}
-
-/// Docker sets: (index in `docker.sets`, set, is IPv4).
-fn docker_sets(config: &Config) -> Vec<(usize, SetId)> {
-    let mut out = Vec::new();
-    for (i, d) in config.docker.iter().flat_map(|d| d.sets.iter()).enumerate() {
-        let table = d.table.clone().unwrap_or_else(|| config.nftables.table.clone());
-        if let Some(n) = &d.ipv4_set {
-            out.push((i, SetId { table: table.clone(), name: n.clone(), kind: SetKind::Ipv4Addr }));
-        }
-        if let Some(n) = &d.ipv6_set {
-            out.push((i, SetId { table: table.clone(), name: n.clone(), kind: SetKind::Ipv6Addr }));
-        }
-    }
-    out
-}
-
-/// True for sets filled from containers (left alone until the first Docker sync).
-pub fn is_docker_set(config: &Config, set: &SetId) -> bool {
-    docker_sets(config).iter().any(|(_, s)| s == set)
-        || (publish_on(config) && owned::publish_sets(&config.nftables.owned_table).contains(set))
-}
-
-/// Every set the config manages, with its owner: the zone's name, `docker`, `publish` or
-/// `owned`.
-pub fn managed_sets(config: &Config) -> Vec<(String, SetId)> {
-    let mut out = admin_sets(config);
-    if let Some((_, sources)) = &config.owned {
-        for (set, src) in sources {
-            let owner = if *src == owned::Source::Publish { PUBLISH_OWNER } else { OWNED_OWNER };
-            out.push((owner.to_string(), set.clone()));
-        }
-    }
-    out
-}
-
-/// The managed sets in the admin's tables (zones and docker sets), with their owner.
-pub fn admin_sets(config: &Config) -> Vec<(String, SetId)> {
-    let mut out = Vec::new();
-    for zone in config.zone_names() {
-        let z = config.zone_sets(&zone);
-        let mut push = |name: &String, kind| {
-            out.push((zone.clone(), SetId { table: z.table.clone(), name: name.clone(), kind }));
-        };
-        push(&z.ipv4_set, SetKind::Ipv4Addr);
-        push(&z.ipv6_set, SetKind::Ipv6Addr);
-        if let Some(n) = &z.networks4_set {
-            push(n, SetKind::Ipv4Net);
-        }
-        if let Some(n) = &z.networks6_set {
-            push(n, SetKind::Ipv6Net);
-        }
-    }
-    out.extend(docker_sets(config).into_iter().map(|(_, s)| (DOCKER_OWNER.to_string(), s)));
     out
 }
 
@@ -148,55 +71,78 @@ pub fn address_counts(a: &Address) -> bool {
     scope_ok && flags_ok && !link_local
 }
 
-pub fn plan(config: &Config, observed: &Observed) -> Desired {
-    let mut desired = Desired::new();
+/// The counted addresses of the named interfaces, of one family.
+fn addresses<'a>(
+    observed: &'a Observed,
+    interfaces: impl Iterator<Item = &'a str> + 'a,
+    v4: bool,
+) -> impl Iterator<Item = &'a Address> + 'a {
+    interfaces
+        .flat_map(|name| observed.links_named(name))
+        .filter(|link| link.up)
+        .flat_map(|link| observed.addresses_of(link.index))
+        .filter(move |a| address_counts(a) && a.prefix.addr.is_ipv4() == v4)
+}
+
+fn zone_elements(config: &Config, zone: &str, set: &SetId, observed: &Observed) -> BTreeSet<Elem> {
+    let counted: Vec<&Address> =
+        addresses(observed, config.zone_interfaces(zone).into_iter(), set.kind.is_ipv4()).collect();
+    if set.kind.is_interval() {
+        networks(counted.iter().map(|a| a.prefix))
+    } else {
+        counted.iter().map(|a| Elem::Addr(a.prefix.addr)).collect()
+    }
+}
+
+fn docker_elements(entry: &DockerSetConfig, set: &SetId, observed: &Observed) -> BTreeSet<Elem> {
+    let m = &entry.matcher;
+    observed
+        .containers
+        .values()
+        .filter(|c| matching::matches(m, c))
+        .flat_map(|c| matching::networks(m, c))
+        .filter_map(|n| if set.kind.is_ipv4() { n.ipv4.map(IpAddr::V4) } else { n.ipv6.map(IpAddr::V6) })
+        .map(Elem::Addr)
+        .collect()
+}
+
+/// The desired elements of every managed set, each owner filling its own.
+pub fn plan(setup: &Setup, observed: &Observed) -> Desired {
+    let config = &setup.config;
     let docker = config.docker.as_ref().map(|d| d.sets.as_slice()).unwrap_or_default();
-    for (i, set) in docker_sets(config) {
-        let m = &docker[i].matcher;
-        let elems = observed
-            .containers
-            .values()
-            .filter(|c| matching::matches(m, c))
-            .flat_map(|c| matching::networks(m, c))
-            .filter_map(|n| if set.kind.is_ipv4() { n.ipv4.map(IpAddr::V4) } else { n.ipv6.map(IpAddr::V6) })
-            .map(Elem::Addr)
-            .collect();
-        desired.insert(set, elems);
-    }
-    if let Some(t) = owned_table(config) {
-        desired.extend(publish_elements(t, observed));
-    }
-    for (zone, set) in
-        managed_sets(config).into_iter().filter(|(owner, _)| owner != DOCKER_OWNER && owner != PUBLISH_OWNER)
-    {
-        let ifaces = config.zone_interfaces(&zone);
-        let counted: Vec<&Address> = ifaces
-            .iter()
-            .flat_map(|name| observed.links_named(name))
-            .filter(|link| link.up)
-            .flat_map(|link| observed.addresses_of(link.index))
-            .filter(|a| address_counts(a))
-            .filter(|a| a.prefix.addr.is_ipv4() == set.kind.is_ipv4())
-            .collect();
-        let elems = if set.kind.is_interval() {
-            networks(counted.iter().map(|a| a.prefix))
-        } else {
-            counted.iter().map(|a| Elem::Addr(a.prefix.addr)).collect()
+    let mut desired = Desired::new();
+    let mut publish = Vec::new();
+    let mut owned = Vec::new();
+    for (owner, set) in setup.managed.iter() {
+        let elems = match owner {
+            Owner::Zone(zone) => zone_elements(config, zone, set, observed),
+            Owner::Docker(i) => docker.get(*i).map(|d| docker_elements(d, set, observed)).unwrap_or_default(),
+            Owner::Publish => {
+                publish.push(set);
+                continue;
+            }
+            Owner::Owned(fill) => {
+                owned.push((set, fill));
+                continue;
+            }
         };
-        desired.insert(set, elems);
+        desired.insert(set.clone(), elems);
     }
-    if let Some((table, sources)) = &config.owned {
-        let copies = owned::copied_elements(table, sources, &desired, |ifaces, v4| {
-            ifaces
-                .iter()
-                .flat_map(|name| observed.links_named(name))
-                .filter(|link| link.up)
-                .flat_map(|link| observed.addresses_of(link.index))
-                .filter(|a| address_counts(a) && a.prefix.addr.is_ipv4() == v4)
-                .map(|a| Elem::Addr(a.prefix.addr))
-                .collect()
-        });
-        desired.extend(copies);
+    desired.extend(publish_elements(&publish, observed));
+    // Owned sets last: copies read the admin sets planned above.
+    for (set, fill) in owned {
+        let elems = match fill {
+            OwnedFill::Static => {
+                setup.owned.as_ref().and_then(|o| o.table.elements.get(set)).cloned().unwrap_or_default()
+            }
+            OwnedFill::Addresses { interfaces } => {
+                addresses(observed, interfaces.iter().map(String::as_str), set.kind.is_ipv4())
+                    .map(|a| Elem::Addr(a.prefix.addr))
+                    .collect()
+            }
+            OwnedFill::CopyOf(orig) => desired.get(orig).cloned().unwrap_or_default(),
+        };
+        desired.insert(set.clone(), elems);
     }
     desired
 }
@@ -222,8 +168,8 @@ mod tests {
     use crate::event::{Event, Link};
     use std::path::Path;
 
-    fn config(text: &str) -> Config {
-        Config::parse(Path::new("t.yaml"), text).unwrap()
+    fn config(text: &str) -> Setup {
+        Setup::parse(Path::new("t.yaml"), text).unwrap()
     }
 
     fn addr(index: u32, text: &str, scope: u8, flags: u32) -> Address {
@@ -325,12 +271,13 @@ mod tests {
         assert_eq!(elems(&d, "web6"), vec!["2001:db8:f::2"]);
         assert_eq!(elems(&d, "all4"), vec!["198.18.1.2", "198.18.2.2", "198.18.2.3"]);
         let web4 = d.keys().find(|k| k.name == "web4").unwrap();
-        assert!(is_docker_set(&cfg, web4));
-        assert_eq!(managed_sets(&cfg).iter().filter(|(o, _)| o == DOCKER_OWNER).count(), 3);
+        assert!(cfg.managed.from_containers(web4));
+        assert_eq!(cfg.managed.iter().filter(|(o, _)| matches!(o, Owner::Docker(_))).count(), 3);
     }
 
     #[test]
     fn published_ports_fill_the_owned_maps() {
+        use crate::inet::L4Proto as Proto;
         use crate::wire::docker::{Container, NetAddrs, PortMap};
         let cfg = config("docker: { publish: true }\n");
         let c = |name: &str, v4: &str, v6: Option<&str>, ports: Vec<PortMap>| Container {
@@ -385,7 +332,21 @@ mod tests {
         assert_eq!(elems(&d, "hairpin6"), vec!["2001:db8:9::2 . 2001:db8:9::2"]);
         let publish4 = d.keys().find(|k| k.name == "publish4").unwrap();
         assert_eq!(publish4.table.to_string(), "inet netmgrd");
-        assert!(is_docker_set(&cfg, publish4));
+        assert!(cfg.managed.from_containers(publish4));
+    }
+
+    #[test]
+    fn zones_named_docker_or_publish_keep_their_addresses() {
+        let cfg = config("interfaces:\n  - { name: eth0, zone: docker }\n  - { name: eth1, zone: publish }\ndocker: { publish: true, sets: [{ ipv4_set: web4 }] }\n");
+        let o = observed(
+            &[(2, "eth0", true), (3, "eth1", true)],
+            vec![addr(2, "203.0.113.9/24", 0, 0), addr(3, "2001:db8::9/64", 0, 0)],
+        );
+        let d = plan(&cfg, &o);
+        assert_eq!(elems(&d, "docker_ips"), vec!["203.0.113.9"]);
+        assert_eq!(elems(&d, "publish_ipv6"), vec!["2001:db8::9"]);
+        let docker_ips = d.keys().find(|k| k.name == "docker_ips").unwrap();
+        assert!(!cfg.managed.from_containers(docker_ips), "reconcile must not hold it back for Docker");
     }
 
     #[test]

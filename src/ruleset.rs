@@ -2,8 +2,8 @@
 //! the config, `render` prints it as nft text (`check --print`, the `ruleset` command) and
 //! `nft::table` turns the same value into one atomic batch, so what is printed is what is sent.
 
-use crate::config::TableRef;
-use crate::elements::SetId;
+use crate::elements::{Desired, SetId, TableRef};
+use crate::inet::{IpFamily, L4Proto};
 use crate::prefix::IpPrefix;
 use std::fmt::Write;
 use std::net::IpAddr;
@@ -38,32 +38,39 @@ pub struct RuleSpec {
     pub comment: String,
 }
 
-/// One match or action. `v4` picks the address family where it matters.
+/// How a publish map is keyed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PublishKey {
+    /// `meta l4proto . th dport`: every local address.
+    ProtoPort,
+    /// `ip daddr . meta l4proto . th dport`: ports bound to one host address.
+    HostProtoPort,
+}
+
+/// One match or action; `family` picks the address family where it matters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Stmt {
-    NfProto {
-        v4: bool,
-    },
+    NfProto(IpFamily),
     IifName(String),
     IifNameNot(String),
     OifName(String),
-    L4Proto(u8),
+    L4Proto(L4Proto),
     /// Destination port range, inclusive.
     Dport(u16, u16),
     Saddr(IpPrefix),
     Daddr(IpPrefix),
     SaddrSet {
         set: String,
-        v4: bool,
+        family: IpFamily,
     },
     DaddrSet {
         set: String,
-        v4: bool,
+        family: IpFamily,
     },
     /// `ip saddr . ip daddr @set`
     PairSet {
         set: String,
-        v4: bool,
+        family: IpFamily,
     },
     /// `fib daddr type local`
     DaddrLocal,
@@ -82,13 +89,13 @@ pub enum Stmt {
     /// `dnat ip to [ip daddr .] meta l4proto . th dport map @map`
     DnatMap {
         map: String,
-        v4: bool,
-        bound: bool,
+        family: IpFamily,
+        key: PublishKey,
     },
     /// `dnat ip to iifname . meta l4proto . th dport map @map`
     DnatIfMap {
         map: String,
-        v4: bool,
+        family: IpFamily,
     },
     Snat {
         to: IpAddr,
@@ -104,40 +111,26 @@ pub struct OwnedTable {
     pub sets: Vec<SetId>,
     pub chains: Vec<ChainSpec>,
     /// Elements that come from the config itself (port-forward maps), printed with the table.
-    pub elements: std::collections::BTreeMap<SetId, std::collections::BTreeSet<crate::elements::Elem>>,
-}
-
-fn family(v4: bool) -> &'static str {
-    if v4 {
-        "ip"
-    } else {
-        "ip6"
-    }
-}
-
-fn proto_name(p: u8) -> String {
-    match p {
-        6 => "tcp".into(),
-        17 => "udp".into(),
-        n => n.to_string(),
-    }
+    pub elements: Desired,
 }
 
 impl Stmt {
     pub fn text(&self) -> String {
         match self {
-            Stmt::NfProto { v4 } => format!("meta nfproto {}", if *v4 { "ipv4" } else { "ipv6" }),
+            Stmt::NfProto(f) => format!("meta nfproto {}", f.nfproto_name()),
             Stmt::IifName(n) => format!("iifname {}", quote(n)),
             Stmt::IifNameNot(n) => format!("iifname != {}", quote(n)),
             Stmt::OifName(n) => format!("oifname {}", quote(n)),
-            Stmt::L4Proto(p) => format!("meta l4proto {}", proto_name(*p)),
+            Stmt::L4Proto(p) => format!("meta l4proto {p}"),
             Stmt::Dport(a, b) if a == b => format!("th dport {a}"),
             Stmt::Dport(a, b) => format!("th dport {a}-{b}"),
-            Stmt::Saddr(p) => format!("{} saddr {}", family(p.addr.is_ipv4()), net(p)),
-            Stmt::Daddr(p) => format!("{} daddr {}", family(p.addr.is_ipv4()), net(p)),
-            Stmt::SaddrSet { set, v4 } => format!("{} saddr @{set}", family(*v4)),
-            Stmt::DaddrSet { set, v4 } => format!("{} daddr @{set}", family(*v4)),
-            Stmt::PairSet { set, v4 } => format!("{f} saddr . {f} daddr @{set}", f = family(*v4)),
+            Stmt::Saddr(p) => format!("{} saddr {}", IpFamily::of(&p.addr).nft_keyword(), net(p)),
+            Stmt::Daddr(p) => format!("{} daddr {}", IpFamily::of(&p.addr).nft_keyword(), net(p)),
+            Stmt::SaddrSet { set, family } => format!("{} saddr @{set}", family.nft_keyword()),
+            Stmt::DaddrSet { set, family } => format!("{} daddr @{set}", family.nft_keyword()),
+            Stmt::PairSet { set, family } => {
+                format!("{f} saddr . {f} daddr @{set}", f = family.nft_keyword())
+            }
             Stmt::DaddrLocal => "fib daddr type local".into(),
             Stmt::CtStatusDnat => "ct status dnat".into(),
             Stmt::CtEstablished => "ct state established,related".into(),
@@ -149,19 +142,18 @@ impl Stmt {
                 (IpAddr::V6(a), Some(p)) => format!("dnat ip6 to [{a}]:{p}"),
                 (IpAddr::V6(a), None) => format!("dnat ip6 to {a}"),
             },
-            Stmt::DnatMap { map, v4, bound } => {
-                let f = family(*v4);
-                let key = if *bound {
-                    format!("{f} daddr . meta l4proto . th dport")
-                } else {
-                    "meta l4proto . th dport".into()
+            Stmt::DnatMap { map, family, key } => {
+                let f = family.nft_keyword();
+                let key = match key {
+                    PublishKey::HostProtoPort => format!("{f} daddr . meta l4proto . th dport"),
+                    PublishKey::ProtoPort => "meta l4proto . th dport".into(),
                 };
                 format!("dnat {f} to {key} map @{map}")
             }
-            Stmt::DnatIfMap { map, v4 } => {
-                format!("dnat {} to iifname . meta l4proto . th dport map @{map}", family(*v4))
+            Stmt::DnatIfMap { map, family } => {
+                format!("dnat {} to iifname . meta l4proto . th dport map @{map}", family.nft_keyword())
             }
-            Stmt::Snat { to } => format!("snat {} to {to}", family(to.is_ipv4())),
+            Stmt::Snat { to } => format!("snat {} to {to}", IpFamily::of(to).nft_keyword()),
             Stmt::Masquerade => "masquerade".into(),
             Stmt::Accept => "accept".into(),
             Stmt::Drop => "drop".into(),
@@ -253,7 +245,7 @@ mod tests {
                 rules: vec![RuleSpec {
                     stmts: vec![
                         Stmt::IifName("eth0".into()),
-                        Stmt::L4Proto(6),
+                        Stmt::L4Proto(L4Proto::Tcp),
                         Stmt::Dport(8000, 8100),
                         Stmt::Dnat { to: "2001:db8::10".parse().unwrap(), port: Some(80) },
                     ],

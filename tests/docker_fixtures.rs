@@ -2,7 +2,8 @@
 //! (tests/fixtures/docker/): version, container list, inspect, and a raw chunked /events
 //! stream with its headers.
 
-use netmgrd::wire::docker::{self, ApiVersion, EngineEvent, Proto};
+use netmgrd::inet::L4Proto as Proto;
+use netmgrd::wire::docker::{self, ApiVersion, EngineEvent};
 use netmgrd::wire::http::Response;
 
 fn fixture(name: &str) -> Vec<u8> {

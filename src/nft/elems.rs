@@ -59,7 +59,7 @@ pub fn encode(e: &Elem) -> Vec<RawElem> {
         }
         Elem::Mapping { host, proto, port, to, to_port } => {
             let mut key = host.map(addr_bytes).unwrap_or_default();
-            key.extend(pad4(vec![proto]));
+            key.extend(pad4(vec![proto.number()]));
             key.extend(pad4(port.to_be_bytes().to_vec()));
             let mut data = addr_bytes(to);
             data.extend(pad4(to_port.to_be_bytes().to_vec()));
@@ -72,7 +72,7 @@ pub fn encode(e: &Elem) -> Vec<RawElem> {
         }
         Elem::PortForward { iface, proto, port, to, to_port } => {
             let mut key = iface.to_vec();
-            key.extend(pad4(vec![proto]));
+            key.extend(pad4(vec![proto.number()]));
             key.extend(pad4(port.to_be_bytes().to_vec()));
             let mut data = addr_bytes(to);
             data.extend(pad4(to_port.to_be_bytes().to_vec()));

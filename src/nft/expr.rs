@@ -2,6 +2,7 @@
 //! crate's own expressions always load into register 1 and have no map lookups, which
 //! concatenated DNAT maps need; these mirror what `nft --debug=netlink` shows nft emit.
 
+use crate::inet::IpFamily;
 use nftnl::expr::Expression;
 use nftnl::nftnl_sys as sys;
 use nftnl::Rule;
@@ -156,11 +157,22 @@ pub fn ct_established() -> [Expr; 3] {
     ]
 }
 
+/// Which address a `nat` expression rewrites.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NatKind {
+    Snat,
+    Dnat,
+}
+
 /// `nat snat|dnat` with the address in `addr_reg` and optionally the port in `port_reg`.
-pub fn nat(dnat: bool, v4: bool, addr_reg: u32, port_reg: Option<u32>) -> Expr {
+pub fn nat(kind: NatKind, family: IpFamily, addr_reg: u32, port_reg: Option<u32>) -> Expr {
+    let nat_type = match kind {
+        NatKind::Dnat => NAT_DNAT,
+        NatKind::Snat => NAT_SNAT,
+    };
     let e = Expr::new(c"nat")
-        .u32(sys::NFTNL_EXPR_NAT_TYPE, if dnat { NAT_DNAT } else { NAT_SNAT })
-        .u32(sys::NFTNL_EXPR_NAT_FAMILY, if v4 { 2 } else { 10 })
+        .u32(sys::NFTNL_EXPR_NAT_TYPE, nat_type)
+        .u32(sys::NFTNL_EXPR_NAT_FAMILY, u32::from(family.nfproto()))
         .u32(sys::NFTNL_EXPR_NAT_REG_ADDR_MIN, addr_reg);
     match port_reg {
         Some(r) => e.u32(sys::NFTNL_EXPR_NAT_REG_PROTO_MIN, r),
@@ -184,8 +196,8 @@ pub fn fib_daddr_is_local() -> [Expr; 2] {
 }
 
 /// `meta nfproto ipv4|ipv6`.
-pub fn nfproto_is(v4: bool) -> [Expr; 2] {
-    [meta(META_NFPROTO, REG1), cmp_eq(REG1, &[if v4 { 2 } else { 10 }])]
+pub fn nfproto_is(family: IpFamily) -> [Expr; 2] {
+    [meta(META_NFPROTO, REG1), cmp_eq(REG1, &[family.nfproto()])]
 }
 
 /// `ct status dnat`.

@@ -9,7 +9,7 @@ mod table;
 pub use socket::Nft;
 pub use table::{build_owned_table, delete_owned_table};
 
-use crate::config::Family;
+use crate::elements::Family;
 use std::fmt;
 
 #[derive(Debug)]

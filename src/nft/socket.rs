@@ -4,6 +4,7 @@ use super::elems::{ElemList, RawElem};
 use super::{family_number, NftError};
 use crate::diff::SetChange;
 use crate::elements::{Elem, SetId, SetKind};
+use crate::inet::L4Proto;
 use crate::sys::fd;
 use crate::wire::netlink::{self, NLMSG_DONE, NLMSG_ERROR};
 use nftnl::nftnl_sys as sys;
@@ -187,7 +188,7 @@ impl Nft {
     }
 
     /// Whether a table exists (NFT_MSG_GETTABLE).
-    pub fn table_exists(&mut self, table: &crate::config::TableRef) -> Result<bool, NftError> {
+    pub fn table_exists(&mut self, table: &crate::elements::TableRef) -> Result<bool, NftError> {
         let probe = SetId { table: table.clone(), name: String::new(), kind: SetKind::Ipv4Addr };
         let mut found = false;
         match self.request(
@@ -414,12 +415,13 @@ fn take_field(bytes: &[u8], len: usize) -> Option<(&[u8], &[u8])> {
 
 /// The shared tail of every DNAT map element: key `... proto . port`, data `to . to_port`.
 /// Returns (proto, port, to, to_port).
-fn decode_dnat(key_rest: &[u8], data: Option<&[u8]>, v4: bool) -> Option<(u8, u16, IpAddr, u16)> {
+fn decode_dnat(key_rest: &[u8], data: Option<&[u8]>, v4: bool) -> Option<(L4Proto, u16, IpAddr, u16)> {
     let (proto, rest) = take_field(key_rest, 1)?;
     let (port, _) = take_field(rest, 2)?;
     let (to, rest) = take_addr(data?, v4)?;
     let (to_port, _) = take_field(rest, 2)?;
-    Some((proto[0], u16::from_be_bytes([port[0], port[1]]), to, u16::from_be_bytes([to_port[0], to_port[1]])))
+    let proto = L4Proto::from_number(proto[0])?;
+    Some((proto, u16::from_be_bytes([port[0], port[1]]), to, u16::from_be_bytes([to_port[0], to_port[1]])))
 }
 
 fn decode_mapping(raw: &RawElem, bound: bool, v4: bool) -> Option<Elem> {
@@ -544,22 +546,28 @@ mod tests {
         let a6: IpAddr = "2001:db8:9::2".parse().unwrap();
         let h6: IpAddr = "2001:db8::1".parse().unwrap();
         let cases = [
-            (SetKind::Publish4, Elem::Mapping { host: None, proto: 6, port: 8080, to: a4, to_port: 80 }),
-            (SetKind::Publish6, Elem::Mapping { host: None, proto: 17, port: 53, to: a6, to_port: 5353 }),
+            (
+                SetKind::Publish4,
+                Elem::Mapping { host: None, proto: L4Proto::Tcp, port: 8080, to: a4, to_port: 80 },
+            ),
+            (
+                SetKind::Publish6,
+                Elem::Mapping { host: None, proto: L4Proto::Udp, port: 53, to: a6, to_port: 5353 },
+            ),
             (
                 SetKind::PublishBound4,
-                Elem::Mapping { host: Some(h4), proto: 6, port: 443, to: a4, to_port: 8443 },
+                Elem::Mapping { host: Some(h4), proto: L4Proto::Tcp, port: 443, to: a4, to_port: 8443 },
             ),
             (
                 SetKind::PublishBound6,
-                Elem::Mapping { host: Some(h6), proto: 6, port: 443, to: a6, to_port: 8443 },
+                Elem::Mapping { host: Some(h6), proto: L4Proto::Tcp, port: 443, to: a6, to_port: 8443 },
             ),
             (SetKind::Pair4, Elem::Pair(a4, a4)),
             (
                 SetKind::Forward4,
                 Elem::PortForward {
                     iface: crate::elements::ifname("eth0").unwrap(),
-                    proto: 6,
+                    proto: L4Proto::Tcp,
                     port: 10000,
                     to: a4,
                     to_port: 80,
@@ -569,7 +577,7 @@ mod tests {
                 SetKind::Forward6,
                 Elem::PortForward {
                     iface: crate::elements::ifname("wan.7").unwrap(),
-                    proto: 17,
+                    proto: L4Proto::Udp,
                     port: 53,
                     to: a6,
                     to_port: 53,
@@ -584,7 +592,7 @@ mod tests {
             assert_eq!(decode(kind, raw).into_iter().collect::<Vec<_>>(), vec![e], "{kind:?}");
         }
         // The layout nft itself uses: `tcp . 8080 : 198.18.9.2 . 80`.
-        let raw = encode(&Elem::Mapping { host: None, proto: 6, port: 8080, to: a4, to_port: 80 });
+        let raw = encode(&Elem::Mapping { host: None, proto: L4Proto::Tcp, port: 8080, to: a4, to_port: 80 });
         assert_eq!(raw[0].key, vec![6, 0, 0, 0, 0x1f, 0x90, 0, 0]);
         assert_eq!(raw[0].data.as_deref(), Some(&[198, 18, 9, 2, 0, 80, 0, 0][..]));
     }

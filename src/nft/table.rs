@@ -4,13 +4,14 @@
 //! instance leaves nothing stale, and no packet sees a half-built table.
 
 use super::elems::{addr_bytes, ElemList};
-use super::expr::{self, reg32, Expr, REG1, REG2};
+use super::expr::{self, reg32, Expr, NatKind, REG1, REG2};
 use super::socket::{MsgInfo, Nft};
 use super::{family_number, NftError};
-use crate::config::{Family, TableRef};
+use crate::elements::Desired;
 use crate::elements::SetId;
-use crate::plan::Desired;
-use crate::ruleset::{Hook as RuleHook, OwnedTable, Stmt, HAIRPIN_MARK};
+use crate::elements::{Family, TableRef};
+use crate::inet::IpFamily;
+use crate::ruleset::{Hook as RuleHook, OwnedTable, PublishKey, Stmt, HAIRPIN_MARK};
 use nftnl::nftnl_sys as sys;
 use nftnl::{Batch, Chain, ChainType, Hook, MsgType, NlMsg, Policy, ProtoFamily, Rule, Table};
 use std::ffi::{c_void, CString};
@@ -122,25 +123,24 @@ fn ifname_bytes(name: &str) -> Vec<u8> {
     b
 }
 
-/// Offsets of the source and destination address in the network header.
-fn addr_offsets(v4: bool) -> (u32, u32, u32) {
-    if v4 {
-        (12, 16, 4)
-    } else {
-        (8, 24, 16)
+/// Offsets of the source and destination address in the network header, and their length.
+fn addr_offsets(family: IpFamily) -> (u32, u32, u32) {
+    match family {
+        IpFamily::V4 => (12, 16, 4),
+        IpFamily::V6 => (8, 24, 16),
     }
 }
 
 /// The expressions of one statement, in the register use `nft --debug=netlink` shows.
 fn exprs(stmt: &Stmt) -> Vec<Expr> {
     match stmt {
-        Stmt::NfProto { v4 } => expr::nfproto_is(*v4).into(),
+        Stmt::NfProto(family) => expr::nfproto_is(*family).into(),
         Stmt::IifName(n) => vec![expr::meta(expr::META_IIFNAME, REG1), expr::cmp_eq(REG1, &ifname_bytes(n))],
         Stmt::IifNameNot(n) => {
             vec![expr::meta(expr::META_IIFNAME, REG1), expr::cmp_neq(REG1, &ifname_bytes(n))]
         }
         Stmt::OifName(n) => vec![expr::meta(expr::META_OIFNAME, REG1), expr::cmp_eq(REG1, &ifname_bytes(n))],
-        Stmt::L4Proto(p) => vec![expr::meta(expr::META_L4PROTO, REG1), expr::cmp_eq(REG1, &[*p])],
+        Stmt::L4Proto(p) => vec![expr::meta(expr::META_L4PROTO, REG1), expr::cmp_eq(REG1, &[p.number()])],
         Stmt::Dport(a, b) => {
             let load = expr::payload(expr::PAYLOAD_TRANSPORT, 2, 2, REG1);
             if a == b {
@@ -155,26 +155,26 @@ fn exprs(stmt: &Stmt) -> Vec<Expr> {
             }
         }
         Stmt::Saddr(p) | Stmt::Daddr(p) => {
-            let v4 = p.addr.is_ipv4();
-            let (s, d, len) = addr_offsets(v4);
+            let family = IpFamily::of(&p.addr);
+            let (s, d, len) = addr_offsets(family);
             let off = if matches!(stmt, Stmt::Saddr(_)) { s } else { d };
             let mut v = vec![expr::payload(expr::PAYLOAD_NETWORK, off, len, REG1)];
-            let full = if v4 { 32 } else { 128 };
-            if p.len < full {
-                let mask = addr_bytes(crate::prefix::IpPrefix { addr: mask_all(v4), len: p.len }.network());
+            if u32::from(p.len) < len * 8 {
+                let mask =
+                    addr_bytes(crate::prefix::IpPrefix { addr: mask_all(family), len: p.len }.network());
                 v.push(expr::bitwise(REG1, &mask, &vec![0; len as usize]));
             }
             v.push(expr::cmp_eq(REG1, &addr_bytes(p.network())));
             v
         }
-        Stmt::SaddrSet { set, v4 } | Stmt::DaddrSet { set, v4 } => {
-            let (s, d, len) = addr_offsets(*v4);
+        Stmt::SaddrSet { set, family } | Stmt::DaddrSet { set, family } => {
+            let (s, d, len) = addr_offsets(*family);
             let off = if matches!(stmt, Stmt::SaddrSet { .. }) { s } else { d };
             vec![expr::payload(expr::PAYLOAD_NETWORK, off, len, REG1), expr::lookup(set, REG1, None)]
         }
-        Stmt::PairSet { set, v4 } => {
-            let (s, d, len) = addr_offsets(*v4);
-            let second = if *v4 { reg32(1) } else { REG2 };
+        Stmt::PairSet { set, family } => {
+            let (s, d, len) = addr_offsets(*family);
+            let second = after_addr(*family);
             vec![
                 expr::payload(expr::PAYLOAD_NETWORK, s, len, REG1),
                 expr::payload(expr::PAYLOAD_NETWORK, d, len, second),
@@ -199,47 +199,62 @@ fn exprs(stmt: &Stmt) -> Vec<Expr> {
             if let Some(p) = port {
                 v.push(expr::immediate(REG2, &p.to_be_bytes()));
             }
-            v.push(expr::nat(true, to.is_ipv4(), REG1, port.map(|_| REG2)));
+            v.push(expr::nat(NatKind::Dnat, IpFamily::of(to), REG1, port.map(|_| REG2)));
             v
         }
-        Stmt::DnatMap { map, v4, bound } => {
+        Stmt::DnatMap { map, family, key } => {
             let mut v = Vec::new();
-            if *bound {
-                let (_, d, len) = addr_offsets(*v4);
-                v.push(expr::payload(expr::PAYLOAD_NETWORK, d, len, REG1));
-                // The fields after an address start at the next free 32-bit register.
-                let (next, after) = if *v4 { (reg32(1), reg32(2)) } else { (REG2, reg32(5)) };
-                v.push(expr::meta(expr::META_L4PROTO, next));
-                v.push(expr::payload(expr::PAYLOAD_TRANSPORT, 2, 2, after));
-            } else {
-                v.push(expr::meta(expr::META_L4PROTO, REG1));
-                v.push(expr::payload(expr::PAYLOAD_TRANSPORT, 2, 2, reg32(1)));
+            match key {
+                PublishKey::HostProtoPort => {
+                    let (_, d, len) = addr_offsets(*family);
+                    v.push(expr::payload(expr::PAYLOAD_NETWORK, d, len, REG1));
+                    // The fields after an address start at the next free 32-bit register.
+                    let (next, after) = match family {
+                        IpFamily::V4 => (reg32(1), reg32(2)),
+                        IpFamily::V6 => (REG2, reg32(5)),
+                    };
+                    v.push(expr::meta(expr::META_L4PROTO, next));
+                    v.push(expr::payload(expr::PAYLOAD_TRANSPORT, 2, 2, after));
+                }
+                PublishKey::ProtoPort => {
+                    v.push(expr::meta(expr::META_L4PROTO, REG1));
+                    v.push(expr::payload(expr::PAYLOAD_TRANSPORT, 2, 2, reg32(1)));
+                }
             }
             v.push(expr::lookup(map, REG1, Some(REG1)));
-            v.push(expr::nat(true, *v4, REG1, Some(if *v4 { reg32(1) } else { REG2 })));
+            v.push(expr::nat(NatKind::Dnat, *family, REG1, Some(after_addr(*family))));
             v
         }
-        Stmt::DnatIfMap { map, v4 } => vec![
+        Stmt::DnatIfMap { map, family } => vec![
             expr::meta(expr::META_IIFNAME, REG1),
             expr::meta(expr::META_L4PROTO, REG2),
             expr::payload(expr::PAYLOAD_TRANSPORT, 2, 2, reg32(5)),
             expr::lookup(map, REG1, Some(REG1)),
-            expr::nat(true, *v4, REG1, Some(if *v4 { reg32(1) } else { REG2 })),
+            expr::nat(NatKind::Dnat, *family, REG1, Some(after_addr(*family))),
         ],
-        Stmt::Snat { to } => {
-            vec![expr::immediate(REG1, &addr_bytes(*to)), expr::nat(false, to.is_ipv4(), REG1, None)]
-        }
+        Stmt::Snat { to } => vec![
+            expr::immediate(REG1, &addr_bytes(*to)),
+            expr::nat(NatKind::Snat, IpFamily::of(to), REG1, None),
+        ],
         Stmt::Masquerade => vec![expr::masquerade()],
         Stmt::Accept => vec![expr::accept()],
         Stmt::Drop => vec![expr::drop_verdict()],
     }
 }
 
-fn mask_all(v4: bool) -> IpAddr {
-    if v4 {
-        IpAddr::V4(std::net::Ipv4Addr::BROADCAST)
-    } else {
-        IpAddr::V6(std::net::Ipv6Addr::from(u128::MAX))
+fn mask_all(family: IpFamily) -> IpAddr {
+    match family {
+        IpFamily::V4 => IpAddr::V4(std::net::Ipv4Addr::BROADCAST),
+        IpFamily::V6 => IpAddr::V6(std::net::Ipv6Addr::from(u128::MAX)),
+    }
+}
+
+/// The register after an address loaded into `REG1`: the next 32-bit one for IPv4, the next
+/// 128-bit one for IPv6.
+fn after_addr(family: IpFamily) -> u32 {
+    match family {
+        IpFamily::V4 => reg32(1),
+        IpFamily::V6 => REG2,
     }
 }
 

@@ -7,7 +7,7 @@
 //! stream ending (dockerd restart) means reconnect with capped exponential backoff and sync
 //! again. Events are hints: each one leads to an inspect, whose answer is the truth.
 
-use crate::event::{EngineStatus, Event};
+use crate::event::{EngineState, EngineStatus, Event};
 use crate::event_loop::{Outgoing, Source};
 use crate::sys::fd::connect_unix_nonblocking;
 use crate::sys::poll::{POLLIN, POLLOUT};
@@ -102,7 +102,7 @@ impl DockerSource {
         self.backoff = BACKOFF_START;
         self.retry_at = socket.as_ref().map(|_| Instant::now());
         self.status = EngineStatus {
-            state: if socket.is_some() { "connecting" } else { "off" },
+            state: if socket.is_some() { EngineState::Connecting } else { EngineState::Off },
             socket: socket.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
             ..Default::default()
         };
@@ -132,7 +132,7 @@ impl DockerSource {
         Ok(())
     }
 
-    fn set_state(&mut self, state: &'static str, error: Option<String>, events: &mut Vec<Event>) {
+    fn set_state(&mut self, state: EngineState, error: Option<String>, events: &mut Vec<Event>) {
         self.status.state = state;
         self.status.error = error;
         self.status.api_version = self.version.map(|v| v.to_string());
@@ -141,7 +141,7 @@ impl DockerSource {
 
     /// Drops every connection and schedules a reconnect.
     fn fail(&mut self, why: String, now: Instant, events: &mut Vec<Event>) {
-        let was_up = self.status.state == "connected" || self.status.state == "syncing";
+        let was_up = self.status.state == EngineState::Connected || self.status.state == EngineState::Syncing;
         if was_up || self.status.error.as_deref() != Some(why.as_str()) {
             log::warn!("docker: {why}; retrying in {} ms", self.backoff.as_millis());
         }
@@ -152,7 +152,7 @@ impl DockerSource {
         self.event_line.clear();
         self.retry_at = Some(now + self.backoff);
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
-        self.set_state("disconnected", Some(why), events);
+        self.set_state(EngineState::Disconnected, Some(why), events);
     }
 
     fn start(&mut self, now: Instant, events: &mut Vec<Event>) {
@@ -199,7 +199,7 @@ impl DockerSource {
                 (200, Ok(v)) => {
                     self.version = Some(v);
                     self.sync = Some(Sync { pending: usize::MAX, found: Vec::new(), held_back: Vec::new() });
-                    self.set_state("syncing", None, events);
+                    self.set_state(EngineState::Syncing, None, events);
                     // Subscribe first, then list: nothing can slip between the two.
                     let opened = self.open(Purpose::Events, now).and_then(|_| self.open(Purpose::List, now));
                     if let Err(e) = opened {
@@ -259,7 +259,7 @@ impl DockerSource {
         log::info!("docker: synced, {} running container(s)", sync.found.iter().filter(|c| c.active).count());
         events.push(Event::DockerSnapshot(sync.found));
         self.backoff = BACKOFF_START;
-        self.set_state("connected", None, events);
+        self.set_state(EngineState::Connected, None, events);
         for e in sync.held_back {
             self.on_engine_event(e, events);
         }
@@ -399,7 +399,7 @@ impl Source for DockerSource {
 
     fn expired(&mut self, now: Instant, events: &mut Vec<Event>) {
         if self.retry_at.is_some_and(|t| t <= now) {
-            self.status.reconnects += u64::from(self.status.state == "disconnected");
+            self.status.reconnects += u64::from(self.status.state == EngineState::Disconnected);
             self.start(now, events);
             return;
         }
@@ -431,7 +431,7 @@ mod tests {
         assert_eq!(*waits.last().unwrap(), BACKOFF_MAX);
         match events.last() {
             Some(Event::Engine(st)) => {
-                assert_eq!(st.state, "disconnected");
+                assert_eq!(st.state, EngineState::Disconnected);
                 assert!(st.error.as_deref().unwrap().contains("/nonexistent/docker.sock"));
                 assert!(st.reconnects >= 10);
             }

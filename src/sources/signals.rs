@@ -1,5 +1,6 @@
 //! Signals through signal-hook's self-pipe: the handler only writes a byte; the loop reads
-//! which flags were raised. HUP reloads, TERM/INT stop, CHLD reaps; PIPE is swallowed.
+//! which flags were raised. HUP reloads, TERM/INT stop; on CHLD every exited child is reaped
+//! and reported with its status (`Event::ChildExited`); PIPE is swallowed.
 
 use crate::event::{Event, SignalKind};
 use crate::event_loop::Source;
@@ -14,6 +15,7 @@ use std::time::Instant;
 pub struct SignalSource {
     read: UnixStream,
     flags: Vec<(SignalKind, Arc<AtomicBool>)>,
+    child: Arc<AtomicBool>,
 }
 
 impl SignalSource {
@@ -22,20 +24,20 @@ impl SignalSource {
         read.set_nonblocking(true)?;
         write.set_nonblocking(true)?;
         let mut flags = Vec::new();
-        for (sig, kind) in [
-            (SIGHUP, SignalKind::Reload),
-            (SIGTERM, SignalKind::Stop),
-            (SIGINT, SignalKind::Stop),
-            (SIGCHLD, SignalKind::Child),
-        ] {
+        for (sig, kind) in
+            [(SIGHUP, SignalKind::Reload), (SIGTERM, SignalKind::Stop), (SIGINT, SignalKind::Stop)]
+        {
             let flag = Arc::new(AtomicBool::new(false));
             signal_hook::flag::register(sig, Arc::clone(&flag))?;
             signal_hook::low_level::pipe::register(sig, write.try_clone()?)?;
             flags.push((kind, flag));
         }
+        let child = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(SIGCHLD, Arc::clone(&child))?;
+        signal_hook::low_level::pipe::register(SIGCHLD, write.try_clone()?)?;
         // A handler (rather than SIG_IGN) so spawned children start with the default again.
         signal_hook::flag::register(SIGPIPE, Arc::new(AtomicBool::new(false)))?;
-        Ok(SignalSource { read, flags })
+        Ok(SignalSource { read, flags, child })
     }
 }
 
@@ -50,6 +52,11 @@ impl Source for SignalSource {
         for (kind, flag) in &self.flags {
             if flag.swap(false, Ordering::SeqCst) && !events.contains(&Event::Signal(*kind)) {
                 events.push(Event::Signal(*kind));
+            }
+        }
+        if self.child.swap(false, Ordering::SeqCst) {
+            for (pid, status) in crate::sys::fd::reap_children() {
+                events.push(Event::ChildExited { pid, status });
             }
         }
     }

@@ -1,3 +1,4 @@
 //! The thin libc edge: everything here is `unsafe` FFI with a safe signature.
 pub mod fd;
 pub mod poll;
+pub mod sysctl;

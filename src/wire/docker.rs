@@ -1,6 +1,7 @@
 //! Docker Engine API JSON shapes: `/version`, `/containers/json`, `/containers/{id}/json` and
 //! `/events` lines, read leniently (missing fields are empty, not errors). No I/O here.
 
+use crate::inet::L4Proto;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -64,29 +65,6 @@ pub fn parse_list(body: &[u8]) -> Result<Vec<String>, DockerError> {
     Ok(list.iter().filter_map(|c| c["Id"].as_str().map(str::to_string)).collect())
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Proto {
-    Tcp,
-    Udp,
-}
-
-impl Proto {
-    pub fn parse(s: &str) -> Option<Proto> {
-        match s {
-            "tcp" => Some(Proto::Tcp),
-            "udp" => Some(Proto::Udp),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-        }
-    }
-}
-
 /// One published port: host side -> container port. `host_ip`: `None` for both families,
 /// `0.0.0.0`/`::` for every address of one family, else one host address.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -94,7 +72,7 @@ pub struct PortMap {
     pub host_ip: Option<IpAddr>,
     pub host_port: u16,
     pub container_port: u16,
-    pub proto: Proto,
+    pub proto: L4Proto,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -131,9 +109,9 @@ pub fn parse_publish_label(text: &str) -> Result<Vec<PortMap>, String> {
             let (ports, proto) = match item.split_once('/') {
                 Some((p, proto)) => (
                     p,
-                    Proto::parse(proto).ok_or_else(|| format!("`{item}`: protocol must be tcp or udp"))?,
+                    L4Proto::parse(proto).ok_or_else(|| format!("`{item}`: protocol must be tcp or udp"))?,
                 ),
-                None => (item, Proto::Tcp),
+                None => (item, L4Proto::Tcp),
             };
             let (host, cont) =
                 ports.split_once(':').ok_or_else(|| format!("`{item}`: expected HOSTPORT:PORT"))?;
@@ -171,7 +149,8 @@ pub fn parse_inspect(body: &[u8]) -> Result<Container, DockerError> {
     if let Some(map) = v["NetworkSettings"]["Ports"].as_object() {
         for (key, bindings) in map {
             let (port, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
-            let (Some(container_port), Some(proto)) = (port.parse::<u16>().ok(), Proto::parse(proto)) else {
+            let (Some(container_port), Some(proto)) = (port.parse::<u16>().ok(), L4Proto::parse(proto))
+            else {
                 continue; // sctp or a malformed key
             };
             for b in bindings.as_array().into_iter().flatten() {
@@ -278,7 +257,7 @@ mod tests {
     fn publish_label() {
         let p = parse_publish_label("8080:80, 5353:53/udp").unwrap();
         assert_eq!(p.len(), 2);
-        assert_eq!(p[1].proto, Proto::Udp);
+        assert_eq!(p[1].proto, L4Proto::Udp);
         assert!(parse_publish_label("80").is_err());
         assert!(parse_publish_label("0:80").is_err());
         assert!(parse_publish_label("80:80/sctp").is_err());

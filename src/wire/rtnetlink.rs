@@ -1,6 +1,5 @@
 //! rtnetlink bytes <-> typed messages (links and addresses), using neli's message types.
 
-use crate::event::{Address, Link};
 use crate::prefix::IpPrefix;
 use neli::consts::nl::NlmF;
 use neli::consts::rtnl::{Ifa, Iff, Ifla, RtAddrFamily, Rtm};
@@ -12,6 +11,26 @@ use std::io::Cursor;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::netlink::{self, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN};
+
+/// A network interface as rtnetlink reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    /// Administratively up (`IFF_UP`).
+    pub up: bool,
+}
+
+/// An interface address with the attributes the address rule looks at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Address {
+    pub index: u32,
+    pub prefix: IpPrefix,
+    /// `ifa_scope`: 0 universe (global), 200 site, 253 link, 254 host.
+    pub scope: u8,
+    /// `IFA_F_*` flags (from `IFA_FLAGS` when present, else `ifa_flags`).
+    pub flags: u32,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RtnlMessage {

@@ -1,0 +1,481 @@
+//! The config file's shape as serde types, with value checks that run while parsing
+//! (nft names, prefixes, ports, NAT targets, file modes).
+
+use crate::elements::{check_nft_name, Family, TableRef};
+use crate::inet::L4Proto;
+use crate::prefix::IpPrefix;
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::DEFAULT_SOCKET_PATH;
+
+impl<'de> Deserialize<'de> for TableRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        TableRef::parse(&s).map_err(de::Error::custom)
+    }
+}
+
+fn nft_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    check_nft_name(&s).map_err(de::Error::custom)?;
+    Ok(s)
+}
+
+fn opt_nft_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    nft_name(d).map(Some)
+}
+
+fn opt_prefix<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IpPrefix>, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse::<IpPrefix>().map(Some).map_err(de::Error::custom)
+}
+
+fn file_mode<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    // "0660" as a string, or 660/0o660 written as a YAML integer: both read as octal digits.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Number(u32),
+    }
+    let digits = match Raw::deserialize(d)? {
+        Raw::Text(s) => s,
+        Raw::Number(n) => n.to_string(),
+    };
+    let trimmed = digits.trim_start_matches("0o");
+    u32::from_str_radix(trimmed, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| de::Error::custom(format!("`{digits}` is not a file mode like \"0660\"")))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogTarget {
+    Auto,
+    Stderr,
+    Syslog,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn to_filter(self) -> log::LevelFilter {
+        match self {
+            LogLevel::Off => log::LevelFilter::Off,
+            LogLevel::Error => log::LevelFilter::Error,
+            LogLevel::Warn => log::LevelFilter::Warn,
+            LogLevel::Info => log::LevelFilter::Info,
+            LogLevel::Debug => log::LevelFilter::Debug,
+            LogLevel::Trace => log::LevelFilter::Trace,
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LogLevel> {
+        Some(match s {
+            "off" => LogLevel::Off,
+            "error" => LogLevel::Error,
+            "warn" | "warning" => LogLevel::Warn,
+            "info" => LogLevel::Info,
+            "debug" => LogLevel::Debug,
+            "trace" => LogLevel::Trace,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub level: LogLevel,
+    pub target: LogTarget,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: LogLevel::Info, target: LogTarget::Auto }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    pub socket: PathBuf,
+    #[serde(deserialize_with = "file_mode")]
+    pub mode: u32,
+    /// Group allowed to use the socket besides root; `None` means root only.
+    pub group: Option<String>,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig { socket: PathBuf::from(DEFAULT_SOCKET_PATH), mode: 0o660, group: None }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnExit {
+    /// Leave managed set elements in place (a restart finds them and reconciles).
+    Keep,
+    /// Remove every element netmgrd manages.
+    Flush,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NftablesConfig {
+    pub table: TableRef,
+    pub owned_table: TableRef,
+    pub on_exit: OnExit,
+}
+
+impl Default for NftablesConfig {
+    fn default() -> Self {
+        NftablesConfig {
+            table: TableRef { family: Family::Inet, name: "filter".into() },
+            owned_table: TableRef { family: Family::Inet, name: "netmgrd".into() },
+            on_exit: OnExit::Keep,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InterfaceConfig {
+    pub name: String,
+    /// Informational (netmgrd never runs a DHCP client): addresses are read from the kernel.
+    #[serde(default)]
+    pub dhcp: Option<bool>,
+    /// Informational: the address netmgrd expects; the kernel's addresses are what count.
+    #[serde(default, deserialize_with = "opt_prefix")]
+    pub address: Option<IpPrefix>,
+    #[serde(default, alias = "zone", deserialize_with = "opt_nft_name")]
+    pub nftables_zone: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneConfig {
+    #[serde(default)]
+    pub table: Option<TableRef>,
+    #[serde(default, deserialize_with = "opt_nft_name")]
+    pub ipv4_set: Option<String>,
+    #[serde(default, deserialize_with = "opt_nft_name")]
+    pub ipv6_set: Option<String>,
+    /// Interval set of the zone's IPv4 prefixes (`flags interval`).
+    #[serde(default, deserialize_with = "opt_nft_name")]
+    pub networks4_set: Option<String>,
+    /// Interval set of the zone's IPv6 prefixes (`flags interval`).
+    #[serde(default, deserialize_with = "opt_nft_name")]
+    pub networks6_set: Option<String>,
+}
+
+/// Labels to match: `{key: value}` (exact) or `["key=value", "key"]` (a bare key: present).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LabelMatch(pub Vec<(String, Option<String>)>);
+
+impl<'de> Deserialize<'de> for LabelMatch {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Map(BTreeMap<String, String>),
+            List(Vec<String>),
+        }
+        Ok(LabelMatch(match Raw::deserialize(d)? {
+            Raw::Map(m) => m.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+            Raw::List(l) => l
+                .into_iter()
+                .map(|item| match item.split_once('=') {
+                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                    None => (item, None),
+                })
+                .collect(),
+        }))
+    }
+}
+
+/// Which containers a docker set takes; every given criterion must hold.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerMatch {
+    #[serde(default)]
+    pub labels: LabelMatch,
+    /// Globs (`*`, `?`) on the container name.
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// The container must be on one of these networks; only their addresses are used.
+    #[serde(default)]
+    pub networks: Vec<String>,
+    #[serde(default)]
+    pub compose_project: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DockerSetConfig {
+    #[serde(default)]
+    pub table: Option<TableRef>,
+    #[serde(default, deserialize_with = "opt_nft_name")]
+    pub ipv4_set: Option<String>,
+    #[serde(default, deserialize_with = "opt_nft_name")]
+    pub ipv6_set: Option<String>,
+    #[serde(default, rename = "match")]
+    pub matcher: ContainerMatch,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DockerConfig {
+    /// Engine socket; default `$DOCKER_HOST` (unix://) or /var/run/docker.sock.
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
+    #[serde(default)]
+    pub sets: Vec<DockerSetConfig>,
+    /// Published ports into the owned table's DNAT map.
+    #[serde(default)]
+    pub publish: bool,
+}
+
+pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
+
+impl DockerConfig {
+    /// The socket to use: the config's, else `$DOCKER_HOST` when it is `unix://...`, else
+    /// the default.
+    pub fn socket_path(&self, docker_host: Option<String>) -> PathBuf {
+        if let Some(s) = &self.socket {
+            return s.clone();
+        }
+        match docker_host.as_deref().and_then(|h| h.strip_prefix("unix://")) {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => PathBuf::from(DEFAULT_DOCKER_SOCKET),
+        }
+    }
+}
+
+/// `tcp`, `udp` or `both` (default).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtoSel {
+    Tcp,
+    Udp,
+    #[default]
+    Both,
+}
+
+impl ProtoSel {
+    pub fn protocols(self) -> &'static [L4Proto] {
+        match self {
+            ProtoSel::Tcp => &[L4Proto::Tcp],
+            ProtoSel::Udp => &[L4Proto::Udp],
+            ProtoSel::Both => &[L4Proto::Tcp, L4Proto::Udp],
+        }
+    }
+}
+
+/// Ports: `80`, `"8000-8100"`, or a list of either; kept as inclusive ranges.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PortSpec(pub Vec<(u16, u16)>);
+
+fn parse_port_item(s: &str) -> Result<(u16, u16), String> {
+    let port = |p: &str| p.trim().parse::<u16>().ok().filter(|p| *p > 0);
+    match s.split_once('-') {
+        Some((a, b)) => match (port(a), port(b)) {
+            (Some(a), Some(b)) if a <= b => Ok((a, b)),
+            _ => Err(format!("`{s}` is not a port range like \"8000-8100\"")),
+        },
+        None => port(s).map(|p| (p, p)).ok_or_else(|| format!("`{s}` is not a port (1-65535)")),
+    }
+}
+
+impl<'de> Deserialize<'de> for PortSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Item {
+            Number(u64),
+            Text(String),
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(Item),
+            List(Vec<Item>),
+        }
+        let items = match Raw::deserialize(d)? {
+            Raw::One(i) => vec![i],
+            Raw::List(l) => l,
+        };
+        let mut out = Vec::new();
+        for i in items {
+            let text = match i {
+                Item::Number(n) => n.to_string(),
+                Item::Text(t) => t,
+            };
+            out.push(parse_port_item(&text).map_err(de::Error::custom)?);
+        }
+        if out.is_empty() {
+            return Err(de::Error::custom("an empty port list"));
+        }
+        Ok(PortSpec(out))
+    }
+}
+
+/// `ADDR`, `ADDR:PORT`, `[V6ADDR]:PORT`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NatTarget {
+    pub addr: std::net::IpAddr,
+    pub port: Option<u16>,
+}
+
+impl<'de> Deserialize<'de> for NatTarget {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let bad = || de::Error::custom(format!("`{s}` is not ADDR, ADDR:PORT or [IPV6]:PORT"));
+        if let Ok(addr) = s.parse() {
+            return Ok(NatTarget { addr, port: None });
+        }
+        let (a, p) = match s.strip_prefix('[') {
+            Some(rest) => rest.split_once("]:").ok_or_else(bad)?,
+            None => s.rsplit_once(':').ok_or_else(bad)?,
+        };
+        let addr = a.parse().map_err(|_| bad())?;
+        let port = p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad)?;
+        Ok(NatTarget { addr, port: Some(port) })
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    #[default]
+    Accept,
+    Drop,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DnatRule {
+    #[serde(default)]
+    pub in_interface: Option<String>,
+    #[serde(default, deserialize_with = "opt_nft_name")]
+    pub in_zone: Option<String>,
+    #[serde(default)]
+    pub proto: ProtoSel,
+    pub port: PortSpec,
+    pub to: NatTarget,
+    #[serde(default)]
+    pub hairpin: bool,
+    #[serde(default)]
+    pub comment: Option<String>,
+    /// Line of this entry in the file, for errors the kernel reports later.
+    #[serde(skip)]
+    pub line: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SnatRule {
+    #[serde(default)]
+    pub out_interface: Option<String>,
+    #[serde(default, deserialize_with = "opt_nft_name")]
+    pub out_zone: Option<String>,
+    #[serde(default, deserialize_with = "opt_prefix")]
+    pub source: Option<IpPrefix>,
+    pub to: NatTarget,
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(skip)]
+    pub line: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MasqueradeRule {
+    #[serde(default)]
+    pub out_interface: Option<String>,
+    #[serde(default, deserialize_with = "opt_nft_name")]
+    pub out_zone: Option<String>,
+    #[serde(default, deserialize_with = "opt_prefix")]
+    pub source: Option<IpPrefix>,
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(skip)]
+    pub line: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardRule {
+    /// A zone, an interface, a CIDR, a managed set, or `container:<docker set>`.
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Option<String>,
+    #[serde(default)]
+    pub proto: Option<ProtoSel>,
+    #[serde(default)]
+    pub port: Option<PortSpec>,
+    pub action: Verdict,
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(skip)]
+    pub line: usize,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NatConfig {
+    #[serde(default)]
+    pub dnat: Vec<DnatRule>,
+    #[serde(default)]
+    pub snat: Vec<SnatRule>,
+    #[serde(default)]
+    pub masquerade: Vec<MasqueradeRule>,
+    #[serde(default)]
+    pub forward: Vec<ForwardRule>,
+    #[serde(default)]
+    pub forward_policy: Verdict,
+    #[serde(default)]
+    pub enable_forwarding: bool,
+}
+
+/// The file as written.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub(super) log: LogConfig,
+    #[serde(default)]
+    pub(super) control: Option<ControlConfig>,
+    #[serde(default)]
+    pub(super) nftables: NftablesConfig,
+    #[serde(default)]
+    pub(super) interfaces: Vec<InterfaceConfig>,
+    #[serde(default)]
+    pub(super) zones: BTreeMap<String, ZoneConfig>,
+    #[serde(default)]
+    pub(super) docker: Option<DockerConfig>,
+    #[serde(default)]
+    pub(super) nat: Option<NatConfig>,
+    // rust-network-mgr's top-level keys.
+    #[serde(default)]
+    pub(super) socket_path: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) nftables_rules_path: Option<String>,
+    #[serde(default)]
+    pub(super) http_bind_addr: Option<String>,
+}

@@ -1,0 +1,118 @@
+//! Checks that need more than one value: per section, each returning the position (found in
+//! the text) and the message of the first problem.
+
+use super::locate::locate;
+use super::schema::{DockerConfig, InterfaceConfig, NatConfig, RawConfig, ZoneConfig};
+use crate::elements::{check_nft_name, TableRef};
+use std::collections::BTreeMap;
+
+/// A located problem: ((line, column), message).
+pub(super) type Problem = ((usize, usize), String);
+
+/// rust-network-mgr's keys netmgrd accepts but does not use.
+pub(super) fn legacy_warnings(raw: &RawConfig) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if raw.nftables_rules_path.is_some() {
+        warnings.push("`nftables_rules_path` (rust-network-mgr) is ignored".to_string());
+    }
+    if raw.http_bind_addr.is_some() {
+        warnings.push("`http_bind_addr` (rust-network-mgr) is ignored: use the control socket".to_string());
+    }
+    warnings
+}
+
+/// Interface names the kernel accepts, each listed once.
+pub(super) fn interfaces(text: &str, interfaces: &[InterfaceConfig]) -> Result<(), Problem> {
+    let mut seen = BTreeMap::new();
+    for (i, iface) in interfaces.iter().enumerate() {
+        if iface.name.is_empty() || iface.name.len() > 15 || iface.name.contains(['/', ' ']) {
+            let pos =
+                if iface.name.is_empty() { locate(text, "name", i) } else { locate(text, &iface.name, 0) };
+            return Err((pos, format!("interfaces[{i}]: `{}` is not a valid interface name", iface.name)));
+        }
+        if seen.insert(iface.name.clone(), i).is_some() {
+            return Err((
+                locate(text, &iface.name, 1),
+                format!("interface `{}` is listed twice", iface.name),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Zone names become set names: they must be nft names.
+pub(super) fn zones(text: &str, zones: &BTreeMap<String, ZoneConfig>) -> Result<(), Problem> {
+    for zone in zones.keys() {
+        if let Err(message) = check_nft_name(zone) {
+            let pos = if zone.is_empty() { locate(text, "zones", 0) } else { locate(text, zone, 0) };
+            return Err((pos, message));
+        }
+    }
+    Ok(())
+}
+
+/// NAT entries: one in-side for DNAT, at most one out-side for SNAT/masquerade, known zones,
+/// one family per SNAT, a protocol for every port.
+pub(super) fn nat(nat: &NatConfig, zones: &[String]) -> Result<(), Problem> {
+    let zone_ok = |z: &Option<String>| z.as_ref().is_none_or(|z| zones.contains(z));
+    let fail = |line: usize, msg: String| Err(((line, 1), msg));
+    for r in &nat.dnat {
+        if r.in_interface.is_some() == r.in_zone.is_some() {
+            return fail(r.line, "nat.dnat: give in_interface or in_zone (one of them)".into());
+        }
+        if !zone_ok(&r.in_zone) {
+            return fail(r.line, format!("nat.dnat: unknown zone `{}`", r.in_zone.as_deref().unwrap_or("")));
+        }
+    }
+    let outs = nat
+        .snat
+        .iter()
+        .map(|r| (&r.out_interface, &r.out_zone, r.line, "snat"))
+        .chain(nat.masquerade.iter().map(|r| (&r.out_interface, &r.out_zone, r.line, "masquerade")));
+    for (out_i, out_z, line, what) in outs {
+        if out_i.is_some() && out_z.is_some() {
+            return fail(line, format!("nat.{what}: give out_interface or out_zone, not both"));
+        }
+        if !zone_ok(out_z) {
+            return fail(line, format!("nat.{what}: unknown zone `{}`", out_z.as_deref().unwrap_or("")));
+        }
+    }
+    for r in &nat.snat {
+        if r.source.is_some_and(|src| src.addr.is_ipv4() != r.to.addr.is_ipv4()) {
+            return fail(r.line, "nat.snat: source and to are of different families".into());
+        }
+    }
+    for r in &nat.forward {
+        if r.port.is_some() && r.proto.is_none() {
+            return fail(r.line, "nat.forward: a port needs proto (tcp, udp or both)".into());
+        }
+    }
+    Ok(())
+}
+
+/// Every docker set entry names at least one set.
+pub(super) fn docker(text: &str, docker: &DockerConfig) -> Result<(), Problem> {
+    for (i, set) in docker.sets.iter().enumerate() {
+        if set.ipv4_set.is_none() && set.ipv6_set.is_none() {
+            return Err((
+                locate(text, "sets", 0),
+                format!("docker.sets[{i}]: give ipv4_set, ipv6_set or both"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Two owners must not write the same set: each would delete the other's elements.
+pub(super) fn one_owner_per_set(text: &str, owners: &[(String, TableRef, String)]) -> Result<(), Problem> {
+    let mut seen: BTreeMap<(&TableRef, &str), &str> = BTreeMap::new();
+    for (owner, table, name) in owners {
+        if let Some(other) = seen.insert((table, name), owner) {
+            return Err((
+                locate(text, name, 1),
+                format!("set `{name}` in table `{table}` is used by both `{other}` and `{owner}`"),
+            ));
+        }
+    }
+    Ok(())
+}
