@@ -622,3 +622,174 @@ impl<K: Kernel> Handler for Daemon<K> {
         (out, stop)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::elements::TableRef;
+    use crate::event::{Address, Link};
+    use crate::kernel::fake::FakeKernel;
+    use crate::wire::docker::{Container, NetAddrs};
+
+    fn set(table: &str, name: &str, kind: SetKind) -> SetId {
+        SetId { table: TableRef::parse(table).unwrap(), name: name.into(), kind }
+    }
+
+    fn addr(index: u32, text: &str) -> Address {
+        Address { index, prefix: text.parse().unwrap(), scope: 0, flags: 0 }
+    }
+
+    fn elems(list: &[&str]) -> std::collections::BTreeSet<Elem> {
+        list.iter().map(|a| Elem::Addr(a.parse().unwrap())).collect()
+    }
+
+    /// A daemon on the fake kernel, with every admin set of the config declared.
+    fn daemon(text: &str, prepare: impl FnOnce(&mut FakeKernel, &Setup)) -> Daemon<FakeKernel> {
+        let dir = std::env::temp_dir().join(format!("netmgrd-daemon-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join(format!("{:p}.yaml", text));
+        std::fs::write(&path, text).unwrap();
+        let setup = Setup::load(&path).unwrap();
+        let mut kernel = FakeKernel::default();
+        for (_, s) in crate::managed::admin_sets(&setup.config) {
+            kernel.declare(&s);
+        }
+        prepare(&mut kernel, &setup);
+        let source =
+            ConfigSource { path, log_level_override: None, socket_override: None, docker_host: None };
+        Daemon::new(setup, source, kernel)
+    }
+
+    fn snapshot(links: &[(u32, &str)], addrs: Vec<Address>) -> Event {
+        Event::NetSnapshot {
+            links: links.iter().map(|(i, n)| Link { index: *i, name: n.to_string(), up: true }).collect(),
+            addrs,
+        }
+    }
+
+    const ZONES: &str = "interfaces:\n  - { name: eth0, zone: wan }\n  - { name: eth1, zone: docker }\n  - { name: eth2, zone: publish }\ndocker:\n  sets: [{ ipv4_set: web4 }]\n  publish: true\n";
+
+    #[test]
+    fn zones_named_docker_and_publish_are_filled_before_any_docker_sync() {
+        let mut d = daemon(ZONES, |_, _| {});
+        d.handle(vec![snapshot(
+            &[(2, "eth0"), (3, "eth1"), (4, "eth2")],
+            vec![addr(2, "203.0.113.1/24"), addr(3, "203.0.113.9/24"), addr(4, "2001:db8::4/64")],
+        )]);
+        let k = d.kernel();
+        assert_eq!(
+            k.elements(&set("inet filter", "wan_ips", SetKind::Ipv4Addr)),
+            Some(&elems(&["203.0.113.1"]))
+        );
+        assert_eq!(
+            k.elements(&set("inet filter", "docker_ips", SetKind::Ipv4Addr)),
+            Some(&elems(&["203.0.113.9"])),
+            "a zone called docker is a zone"
+        );
+        assert_eq!(
+            k.elements(&set("inet filter", "publish_ipv6", SetKind::Ipv6Addr)),
+            Some(&elems(&["2001:db8::4"]))
+        );
+    }
+
+    #[test]
+    fn container_sets_wait_for_the_first_docker_sync() {
+        let web4 = set("inet filter", "web4", SetKind::Ipv4Addr);
+        let mut d = daemon(ZONES, |k, _| {
+            k.elements_mut(&set("inet filter", "web4", SetKind::Ipv4Addr))
+                .unwrap()
+                .extend(elems(&["198.18.0.7"]));
+        });
+        d.handle(vec![snapshot(&[(2, "eth0")], vec![])]);
+        assert_eq!(d.kernel().elements(&web4), Some(&elems(&["198.18.0.7"])), "untouched before the sync");
+        let c = Container {
+            id: "c1".into(),
+            name: "web".into(),
+            labels: Default::default(),
+            networks: [("bridge".to_string(), NetAddrs { ipv4: "198.18.0.2".parse().ok(), ipv6: None })]
+                .into(),
+            ports: vec![],
+            active: true,
+        };
+        d.handle(vec![Event::DockerSnapshot(vec![c])]);
+        assert_eq!(d.kernel().elements(&web4), Some(&elems(&["198.18.0.2"])), "stale element replaced");
+    }
+
+    #[test]
+    fn a_stale_view_is_reread_and_retried_once() {
+        let wan = set("inet filter", "wan_ips", SetKind::Ipv4Addr);
+        let mut d = daemon("interfaces: [{ name: eth0, zone: wan }]\n", |_, _| {});
+        d.handle(vec![snapshot(&[(2, "eth0")], vec![addr(2, "203.0.113.1/24")])]);
+        // Someone else adds the address the daemon is about to add: EEXIST, re-read, retry.
+        d.kernel_mut().elements_mut(&wan).unwrap().insert(Elem::Addr("203.0.113.2".parse().unwrap()));
+        d.handle(vec![
+            Event::AddrAdded(addr(2, "203.0.113.2/24")),
+            Event::AddrAdded(addr(2, "203.0.113.3/24")),
+        ]);
+        assert_eq!(d.kernel().elements(&wan), Some(&elems(&["203.0.113.1", "203.0.113.2", "203.0.113.3"])));
+        assert!(d.status().last_error.is_none());
+        // A refusal that persists is reported, and the loop goes on.
+        d.kernel_mut().fail_next_apply = Some(libc::ENOSPC);
+        d.kernel_mut().delete_table_now(&wan.table);
+        d.handle(vec![Event::AddrAdded(addr(2, "203.0.113.4/24"))]);
+        let status = d.status();
+        assert_eq!(status.zones["wan"].sets[0].health, HealthState::Missing, "{status:?}");
+        assert!(status.last_error.is_some());
+    }
+
+    #[test]
+    fn missing_set_is_reported_and_filled_after_resync() {
+        let wan = set("inet filter", "wan_ips", SetKind::Ipv4Addr);
+        let mut d = daemon("interfaces: [{ name: eth0, zone: wan }]\n", |k, _| k.tables.clear());
+        d.handle(vec![snapshot(&[(2, "eth0")], vec![addr(2, "203.0.113.1/24")])]);
+        let status = d.status();
+        let summary = &status.zones["wan"].sets[0];
+        assert_eq!(summary.health, HealthState::Missing);
+        assert!(summary
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("declare it: `set wan_ips { type ipv4_addr; }`")));
+        d.kernel_mut().declare(&wan);
+        d.kernel_mut().declare(&set("inet filter", "wan_ipv6", SetKind::Ipv6Addr));
+        let (out, _) = d.handle(vec![Event::Control { client: 1, request: Request::Resync }]);
+        assert!(out.contains(&Outgoing::NetResync));
+        assert_eq!(d.kernel().elements(&wan), Some(&elems(&["203.0.113.1"])));
+        assert_eq!(d.status().zones["wan"].sets[0].health, HealthState::Ok);
+    }
+
+    #[test]
+    fn owned_table_is_built_with_its_static_elements_and_printed_once() {
+        let text = "interfaces: [{ name: eth0, zone: wan }]\nnat:\n  enable_forwarding: true\n  dnat:\n    - { in_interface: eth0, proto: tcp, port: 8080, to: \"192.0.2.10:80\" }\n";
+        let mut d = daemon(text, |_, _| {});
+        let owned = TableRef::parse("inet netmgrd").unwrap();
+        assert!(d.kernel().owned.contains_key(&owned));
+        let dnat4 = set("inet netmgrd", "dnat4", SetKind::Forward4);
+        assert_eq!(d.kernel().elements(&dnat4).map(|e| e.len()), Some(1));
+        assert_eq!(d.kernel().sysctls.len(), 2, "forwarding turned on through the kernel trait");
+        d.handle(vec![snapshot(&[(2, "eth0")], vec![])]);
+        let ruleset = d.ruleset();
+        assert_eq!(ruleset.matches("\"eth0\" . tcp . 8080 : 192.0.2.10 . 80").count(), 1, "{ruleset}");
+        // The table vanishes (`nft flush ruleset`): resync builds it again.
+        d.kernel_mut().delete_table_now(&owned);
+        d.handle(vec![Event::Control { client: 1, request: Request::Resync }]);
+        assert_eq!(d.kernel().elements(&dnat4).map(|e| e.len()), Some(1));
+    }
+
+    #[test]
+    fn zone_dropped_on_reload_is_emptied() {
+        let wan = set("inet filter", "wan_ips", SetKind::Ipv4Addr);
+        let mut d = daemon("interfaces: [{ name: eth0, zone: wan }, { name: eth1, zone: lan }]\n", |_, _| {});
+        d.handle(vec![snapshot(&[(2, "eth0")], vec![addr(2, "203.0.113.1/24")])]);
+        assert_eq!(d.kernel().elements(&wan), Some(&elems(&["203.0.113.1"])));
+        std::fs::write(&d.source.path, "interfaces: [{ name: eth1, zone: lan }]\n").unwrap();
+        d.handle(vec![Event::Signal(SignalKind::Reload)]);
+        assert_eq!(d.kernel().elements(&wan), Some(&elems(&[])));
+        assert_eq!(d.reloads, 1);
+        // A broken config keeps the running one and names the place.
+        std::fs::write(&d.source.path, "interfaces: [{ name: eth1, zone: lan }\n").unwrap();
+        d.handle(vec![Event::Signal(SignalKind::Reload)]);
+        assert_eq!(d.reloads, 1);
+        let err = d.status().last_error.unwrap_or_default();
+        assert!(err.starts_with(&format!("{}:", d.source.path.display())), "{err}");
+    }
+}

@@ -1,17 +1,21 @@
-//! netmgrd keeps nftables sets in step with a router's interface addresses.
+//! netmgrd keeps nftables sets and NAT in step with a router's interface addresses and
+//! containers.
 //!
 //! Data flow, one `poll(2)` loop, one thread:
 //!
 //! ```text
-//! rtnetlink ─┐  sources          core (pure)                       edges
-//! control   ─┼─> decode -> Event -> Observed ─┐
-//! signals   ─┘                      Config ───┴─> plan = Desired ─> diff(Desired, Applied)
-//!                                                                    └─> one nftables batch
+//! rtnetlink ─┐  sources         core (pure)                                   edges
+//! docker    ─┼─> decode -> Event -> Observed ─┐
+//! control   ─┤                                ├─> plan = Desired ─> diff(Desired, Applied)
+//! signals   ─┘      Config -> Setup ──────────┘   (managed sets,      └─> Kernel: one batch
+//!                            (owned table)         owned table)
 //! ```
 //!
-//! Sources (`sources/`) turn bytes into [`event::Event`]s and never touch nftables. The pure
-//! core ([`config`], [`observed`], [`plan`], [`diff`], [`wire`]) does no I/O. [`nft`] is the
-//! only user of libnftnl, and [`sys`] holds the libc edges.
+//! Sources (`sources/`) turn bytes into [`event::Event`]s and never touch nftables. A config
+//! becomes a [`setup::Setup`] once per load: its managed sets with typed owners
+//! ([`managed`]) and the owned table ([`owned`], as [`ruleset`] data). [`plan`] and [`diff`]
+//! are pure; [`daemon`] runs a turn against the [`kernel::Kernel`] trait, real ([`nft`],
+//! [`sys`]) or in memory ([`kernel::fake`]). Replies are typed ([`report`]).
 //!
 //! ```
 //! use netmgrd::prefix::IpPrefix;

@@ -184,8 +184,8 @@ impl OwnedTable {
         let _ = writeln!(out, "table {t}\ndelete table {t}\ntable {t} {{");
         for s in &self.sets {
             let kind = if s.kind.data().is_some() { "map" } else { "set" };
-            let flags = if s.kind.is_interval() { " flags interval;" } else { "" };
-            let _ = writeln!(out, "\t{kind} {} {{ {};{flags} }}", s.name, s.kind.declaration());
+            // The declaration carries `flags interval` for interval sets.
+            let _ = writeln!(out, "\t{kind} {} {{ {}; }}", s.name, s.kind.declaration());
         }
         for c in &self.chains {
             let hook = match c.hook {

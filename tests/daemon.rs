@@ -38,10 +38,8 @@ fn setup(tag: &str) -> Netns {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
 fn ipv4_and_ipv6_addresses_follow_the_interface() {
-    if !have_root() {
-        return;
-    }
     let ns = setup("addr");
     let d = Daemon::start(&ns, CONFIG);
     ns.sh("ip addr add 203.0.113.10/24 dev wan0 && ip -6 addr add 2001:db8:1::10/64 dev wan0 nodad");
@@ -65,10 +63,8 @@ fn ipv4_and_ipv6_addresses_follow_the_interface() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
 fn tentative_addresses_wait_for_dad() {
-    if !have_root() {
-        return;
-    }
     let ns = setup("dad");
     let d = Daemon::start(&ns, CONFIG);
     // Without nodad the address is tentative for about a second: it must not be in the set
@@ -86,10 +82,8 @@ fn tentative_addresses_wait_for_dad() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
 fn start_removes_stale_elements_and_adds_existing_addresses() {
-    if !have_root() {
-        return;
-    }
     let ns = setup("start");
     ns.sh("ip addr add 198.51.100.7/24 dev wan0");
     ns.sh("nft add element inet filter wan_ips '{ 198.51.100.99, 203.0.113.200 }'");
@@ -98,10 +92,8 @@ fn start_removes_stale_elements_and_adds_existing_addresses() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
 fn missing_set_is_reported_then_filled_after_resync() {
-    if !have_root() {
-        return;
-    }
     let ns = Netns::new("missing");
     ns.nft("table inet filter { set wan_ips { type ipv4_addr; }; }\n");
     ns.veth("wan0", "wan0p");
@@ -123,10 +115,8 @@ fn missing_set_is_reported_then_filled_after_resync() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
 fn set_deleted_under_the_daemon_is_survived() {
-    if !have_root() {
-        return;
-    }
     let ns = setup("vanish");
     let d = Daemon::start(&ns, CONFIG);
     ns.sh("nft delete set inet filter wan_ips");
@@ -140,10 +130,8 @@ fn set_deleted_under_the_daemon_is_survived() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
 fn bad_reload_keeps_the_old_config() {
-    if !have_root() {
-        return;
-    }
     let ns = setup("badreload");
     let d = Daemon::start(&ns, CONFIG);
     std::fs::write(&d.config, "interfaces:\n  - name: wan0\n    nftables_zon: lan\n").unwrap();
@@ -168,10 +156,8 @@ fn bad_reload_keeps_the_old_config() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
 fn sighup_applies_changed_zones() {
-    if !have_root() {
-        return;
-    }
     let ns = setup("hup");
     ns.sh("ip addr add 203.0.113.5/24 dev wan0");
     let d = Daemon::start(&ns, CONFIG);
@@ -185,10 +171,8 @@ fn sighup_applies_changed_zones() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
 fn burst_of_1000_addresses_ends_exact_and_back_to_empty() {
-    if !have_root() {
-        return;
-    }
     let ns = setup("burst");
     let d = Daemon::start(&ns, CONFIG);
     let mut add = String::new();
@@ -211,10 +195,8 @@ fn burst_of_1000_addresses_ends_exact_and_back_to_empty() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
 fn link_down_up_renamed_deleted_and_recreated() {
-    if !have_root() {
-        return;
-    }
     let ns = setup("link");
     let d = Daemon::start(&ns, CONFIG);
     ns.sh("ip addr add 203.0.113.6/24 dev wan0");
@@ -262,10 +244,8 @@ fn raw_request(d: &Daemon, bytes: &[u8]) -> (String, bool) {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
 fn control_socket_survives_garbage_oversized_lines_and_idle_clients() {
-    if !have_root() {
-        return;
-    }
     let ns = setup("ctl");
     let d = Daemon::start(&ns, CONFIG);
     assert_eq!(d.ctl("ping")["result"], "pong");
@@ -310,10 +290,8 @@ fn control_socket_survives_garbage_oversized_lines_and_idle_clients() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
 fn sigterm_stops_within_a_second_and_flushes_when_asked() {
-    if !have_root() {
-        return;
-    }
     let ns = setup("term");
     ns.sh("ip addr add 203.0.113.9/24 dev wan0");
     let config = format!("{CONFIG}nftables: {{ on_exit: flush }}\n");
@@ -328,10 +306,8 @@ fn sigterm_stops_within_a_second_and_flushes_when_asked() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
 fn sigterm_keeps_elements_by_default() {
-    if !have_root() {
-        return;
-    }
     let ns = setup("keep");
     ns.sh("ip addr add 203.0.113.9/24 dev wan0");
     let mut d = Daemon::start(&ns, CONFIG);
@@ -342,10 +318,8 @@ fn sigterm_keeps_elements_by_default() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
 fn networks_set_holds_interface_prefixes() {
-    if !have_root() {
-        return;
-    }
     let ns = setup("nets");
     ns.nft("table inet filter { set lan_nets { type ipv4_addr; flags interval; }; set lan_nets6 { type ipv6_addr; flags interval; }; }\n");
     let config = format!("{CONFIG}zones:\n  lan: {{ networks4_set: lan_nets, networks6_set: lan_nets6 }}\n");
@@ -363,10 +337,8 @@ fn networks_set_holds_interface_prefixes() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
 fn a_second_instance_refuses_the_same_socket() {
-    if !have_root() {
-        return;
-    }
     let ns = setup("twice");
     let d = Daemon::start(&ns, CONFIG);
     let out = std::process::Command::new("ip")
@@ -383,10 +355,8 @@ fn a_second_instance_refuses_the_same_socket() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
 fn ten_thousand_stale_elements_are_removed_in_one_start() {
-    if !have_root() {
-        return;
-    }
     let ns = setup("big");
     // 10,000 stale IPv4 and 10,000 stale IPv6 elements: more than one netlink message holds.
     let v4: Vec<String> =
@@ -411,10 +381,8 @@ fn ten_thousand_stale_elements_are_removed_in_one_start() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
 fn control_socket_checks_peer_credentials() {
-    if !have_root() {
-        return;
-    }
     let ns = setup("cred");
     // World-writable so the kernel lets `nobody` connect: SO_PEERCRED must still refuse it.
     let d = Daemon::start(&ns, &format!("{CONFIG}control: {{ mode: \"0666\" }}\n"));
@@ -457,4 +425,44 @@ fn control_socket_checks_peer_credentials() {
     }
     let (code, err) = as_nobody(&d.socket);
     assert_eq!(code, Some(0), "{err}");
+}
+
+/// Zones may be called like netmgrd's own set owners: a zone `docker` or `publish` is a zone,
+/// filled from its interfaces even while the Docker Engine is unreachable (before the fix,
+/// reconcile emptied `docker_ips`).
+#[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
+fn zones_named_docker_and_publish_keep_their_addresses() {
+    let ns = Netns::new("zname");
+    ns.nft(
+        "table inet filter {
+  set docker_ips { type ipv4_addr; }
+  set docker_ipv6 { type ipv6_addr; }
+  set publish_ips { type ipv4_addr; }
+  set publish_ipv6 { type ipv6_addr; }
+  set web4 { type ipv4_addr; }
+}
+",
+    );
+    ns.veth("dk0", "dk0p");
+    ns.veth("pb0", "pb0p");
+    ns.sh("ip addr add 203.0.113.9/24 dev dk0 && ip -6 addr add 2001:db8:9::9/64 dev pb0 nodad");
+    let engine = ns.dir.join("no-engine.sock");
+    let config = format!(
+        "interfaces:\n  - {{ name: dk0, zone: docker }}\n  - {{ name: pb0, zone: publish }}\ndocker:\n  socket: {}\n  sets: [{{ ipv4_set: web4 }}]\n",
+        engine.display()
+    );
+    let d = Daemon::start(&ns, &config);
+    assert!(wait_until(WAIT, || elems(&ns, "docker_ips") == set_of(&["203.0.113.9"])), "{}", d.log_text());
+    assert!(
+        wait_until(WAIT, || elems(&ns, "publish_ipv6") == set_of(&["2001:db8:9::9"])),
+        "{}",
+        d.log_text()
+    );
+    ns.sh("ip addr add 203.0.113.10/24 dev dk0");
+    assert!(wait_until(WAIT, || elems(&ns, "docker_ips") == set_of(&["203.0.113.9", "203.0.113.10"])));
+    let sets = d.ctl("sets")["result"].clone();
+    let docker_ips = sets.as_array().into_iter().flatten().find(|s| s["set"] == "inet filter docker_ips");
+    assert_eq!(docker_ips.map(|s| s["owner"].clone()), Some(Value::from("zone docker")), "{sets}");
+    assert!(!d.log_text().contains("docker_ips: -"), "{}", d.log_text());
 }

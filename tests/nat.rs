@@ -95,10 +95,8 @@ const BASE: &str = "interfaces:
 ";
 
 #[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
 fn dnat_ipv4_ipv6_port_range_and_hairpin() {
-    if !have_root() {
-        return;
-    }
     let mut lab = Lab::new("nat-dnat");
     lab.router.sh("sysctl -qw net.ipv4.ip_forward=0 net.ipv6.conf.all.forwarding=0");
     lab.serve("server", "TCP4-LISTEN:80,fork,reuseaddr");
@@ -150,10 +148,8 @@ fn dnat_ipv4_ipv6_port_range_and_hairpin() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
 fn masquerade_and_snat_are_seen_by_the_peer() {
-    if !have_root() {
-        return;
-    }
     let mut lab = Lab::new("nat-src");
     lab.router.sh("sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1");
     lab.serve("client", "TCP4-LISTEN:9000,fork,reuseaddr");
@@ -178,10 +174,8 @@ fn masquerade_and_snat_are_seen_by_the_peer() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
 fn forward_policy_and_rules_accept_and_drop() {
-    if !have_root() {
-        return;
-    }
     let mut lab = Lab::new("nat-fwd");
     lab.router.sh("sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1");
     lab.client
@@ -219,10 +213,8 @@ fn forward_policy_and_rules_accept_and_drop() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
 fn reload_is_atomic_and_kill_9_restart_leaves_one_copy() {
-    if !have_root() {
-        return;
-    }
     let mut lab = Lab::new("nat-atomic");
     lab.serve("server", "TCP4-LISTEN:80,fork,reuseaddr");
     lab.serve("server", "TCP4-LISTEN:81,fork,reuseaddr");
@@ -293,10 +285,8 @@ fn reload_is_atomic_and_kill_9_restart_leaves_one_copy() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
 fn check_print_is_accepted_by_nft() {
-    if !have_root() {
-        return;
-    }
     let ns = Netns::new("nat-print");
     let config = ns.dir.join("c.yaml");
     std::fs::write(
@@ -351,10 +341,8 @@ fn bad_forward_endpoint_is_a_located_config_error() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
 fn a_rule_the_kernel_refuses_names_its_entry_and_keeps_the_old_table() {
-    if !have_root() {
-        return;
-    }
     let mut lab = Lab::new("nat-refuse");
     lab.serve("server", "TCP4-LISTEN:80,fork,reuseaddr");
     Lab::wait_listening(&lab.server, 80, false);

@@ -26,14 +26,6 @@ pub enum NftError {
     NoAnswer { step: &'static str, detail: String },
 }
 
-impl NftError {
-    /// `EEXIST`/`ENOENT`: our picture of the set was wrong; re-read it and try again.
-    pub fn is_stale_view(&self) -> bool {
-        matches!(self, NftError::Rejected { errno, .. } if *errno == libc::EEXIST || *errno == libc::ENOENT)
-            || matches!(self, NftError::NoAnswer { .. })
-    }
-}
-
 impl fmt::Display for NftError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

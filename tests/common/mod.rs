@@ -15,18 +15,6 @@ use std::time::{Duration, Instant};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-/// Integration tests need root (netns, nftables). Elsewhere they say so and pass vacuously;
-/// CI runs as root, so there they always run.
-pub fn have_root() -> bool {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false);
-    if !root {
-        eprintln!("SKIPPED: needs root for network namespaces");
-    }
-    root
-}
-
 pub struct Netns {
     pub name: String,
     pub dir: PathBuf,
