@@ -4,8 +4,8 @@
 
 use crate::config::OnExit;
 use crate::diff::{self, Applied, SetChange};
-use crate::elements::{Desired, Elem, SetId, SetKind};
-use crate::event::{EngineStatus, Event, SignalKind};
+use crate::elements::{Desired, Elem, Family, SetId, SetKind, TableRef};
+use crate::event::{EngineStatus, Event, NftCommit, SignalKind};
 use crate::event_loop::{Handler, Outgoing};
 use crate::kernel::Kernel;
 use crate::managed::Owner;
@@ -13,14 +13,15 @@ use crate::nft::NftError;
 use crate::observed::Observed;
 use crate::plan;
 use crate::report::{
-    ContainerReport, DockerReport, HealthState, HelpEntry, InterfaceReport, NetReport, SetListing,
-    SetSummary, Status, ZoneReport,
+    ContainerReport, DockerReport, ForeignReport, HealthState, HelpEntry, InterfaceReport, NetReport,
+    RepairReport, SetListing, SetSummary, Status, ZoneReport,
 };
 use crate::ruleset::OwnedTable;
 use crate::setup::Setup;
 use crate::wire::control::{reply_err, reply_ok, Request, COMMANDS};
+use crate::wire::nft_monitor::ObjectKind;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -76,7 +77,23 @@ pub struct Daemon<K: Kernel> {
     owned: Option<OwnedTable>,
     /// A stale owned table from an earlier instance was looked for.
     owned_checked: bool,
+    foreign: ForeignState,
     pub reloads: u64,
+}
+
+/// What netmgrd repaired after other processes' commits.
+#[derive(Default)]
+struct ForeignState {
+    repaired: u64,
+    lost: u64,
+    last: Option<(RepairReport, Instant)>,
+}
+
+/// What one turn's foreign commits made dirty.
+#[derive(Default)]
+struct Dirty {
+    sets: BTreeSet<SetId>,
+    rebuild_owned: bool,
 }
 
 impl<K: Kernel> Daemon<K> {
@@ -94,6 +111,7 @@ impl<K: Kernel> Daemon<K> {
             engine: None,
             owned: None,
             owned_checked: false,
+            foreign: ForeignState::default(),
             reloads: 0,
         };
         let _ = d.sync_owned_table(true);
@@ -227,6 +245,88 @@ impl<K: Kernel> Daemon<K> {
             self.refresh_set(set);
         }
         self.health.retain(|s, _| managed.contains(s));
+    }
+
+    /// Which managed objects the turn's foreign commits touched: a managed set whose
+    /// elements, declaration or table changed; the owned table when anything in it changed
+    /// (its rules are netmgrd's too). Rule and chain changes in the admin's tables touch
+    /// nothing netmgrd owns (an fw4 reload flushes rules but keeps set elements).
+    fn dirty(&self, commits: &[NftCommit]) -> Dirty {
+        let owned = self.owned.as_ref().map(|o| &o.table);
+        let mut dirty = Dirty::default();
+        for change in commits.iter().flat_map(|c| &c.changes) {
+            let Some(family) = Family::from_number(change.family) else { continue };
+            let table = TableRef { family, name: change.table.clone() };
+            let in_owned = owned == Some(&table);
+            for set in self.setup.managed.sets().filter(|s| s.table == table) {
+                let touched = match change.kind {
+                    ObjectKind::Table => true,
+                    ObjectKind::Set | ObjectKind::Elements => {
+                        change.name.as_deref() == Some(set.name.as_str())
+                    }
+                    ObjectKind::Chain | ObjectKind::Rule => false,
+                };
+                if touched {
+                    dirty.sets.insert(set.clone());
+                }
+            }
+            if in_owned && !matches!(change.kind, ObjectKind::Elements) {
+                dirty.rebuild_owned = true;
+            }
+        }
+        dirty
+    }
+
+    /// Restores what foreign commits changed, in this turn: the owned table rebuilt when it
+    /// was touched, every dirty set re-read so the reconcile that follows diffs against the
+    /// kernel's truth (missing elements back, foreign ones out, a set that appeared filled).
+    fn repair(&mut self, commits: Vec<NftCommit>, lost: Option<String>) {
+        if let Some(why) = lost {
+            log::warn!("{why}: re-reading every managed set");
+            self.foreign.lost += 1;
+            if self.owned.is_some() {
+                let _ = self.sync_owned_table(true);
+            }
+            self.refresh_all_sets();
+            return;
+        }
+        if commits.is_empty() {
+            return;
+        }
+        let dirty = self.dirty(&commits);
+        if dirty.sets.is_empty() && !dirty.rebuild_owned {
+            return;
+        }
+        let rebuilt = dirty.rebuild_owned && self.owned.is_some() && self.sync_owned_table(true).is_ok();
+        let owned = self.owned.as_ref().map(|o| o.table.clone());
+        for set in &dirty.sets {
+            if !(rebuilt && owned.as_ref() == Some(&set.table)) {
+                self.refresh_set(set);
+            }
+        }
+        let desired = self.desired();
+        let (mut added, mut removed) = (0, 0);
+        let mut restored = Vec::new();
+        for c in diff::diff(&desired, &self.applied).iter().filter(|c| dirty.sets.contains(&c.set)) {
+            if !self.observed.docker_ready && self.setup.managed.from_containers(&c.set) {
+                continue;
+            }
+            added += c.add.len();
+            removed += c.del.len();
+            restored.push(format!("{} +{} -{}", c.set, c.add.len(), c.del.len()));
+        }
+        if added + removed == 0 && !rebuilt {
+            return; // touched, but already right (an fw4 reload that kept the elements)
+        }
+        let last = commits.last().map(|c| (c.pid, c.process.clone())).unwrap_or_default();
+        if rebuilt {
+            restored.push(format!("table {} rebuilt", owned.map(|t| t.to_string()).unwrap_or_default()));
+        }
+        log::info!("repairing a foreign change by pid {} ({}): {}", last.0, last.1, restored.join(", "));
+        self.foreign.repaired += 1;
+        let report =
+            RepairReport { pid: last.0, process: last.1, age_s: 0, added, removed, rebuilt_table: rebuilt };
+        self.foreign.last = Some((report, Instant::now()));
     }
 
     fn desired(&self) -> Desired {
@@ -449,6 +549,15 @@ impl<K: Kernel> Daemon<K> {
                 .filter(|(o, _)| matches!(o, Owner::Owned(_)))
                 .map(|(_, s)| self.set_summary(s))
                 .collect(),
+            foreign_changes: ForeignReport {
+                repaired: self.foreign.repaired,
+                lost: self.foreign.lost,
+                last: self
+                    .foreign
+                    .last
+                    .as_ref()
+                    .map(|(r, at)| RepairReport { age_s: at.elapsed().as_secs(), ..r.clone() }),
+            },
             nft_batches: self.kernel.batches_sent(),
             reloads: self.reloads,
             last_error: self.last_error.clone(),
@@ -578,6 +687,8 @@ impl<K: Kernel> Handler for Daemon<K> {
         let mut out = Vec::new();
         let mut requests = Vec::new();
         let mut stop = false;
+        let mut commits = Vec::new();
+        let mut lost = None;
         for ev in events {
             match ev {
                 Event::Signal(SignalKind::Stop) => stop = true,
@@ -603,6 +714,8 @@ impl<K: Kernel> Handler for Daemon<K> {
                 }
                 Event::Control { client, request } => requests.push((client, request)),
                 Event::NetResyncing => {}
+                Event::NftCommit(c) => commits.push(c),
+                Event::NftLost(why) => lost = Some(why),
                 Event::Engine(status) => self.engine = Some(status),
                 net => {
                     if self.observed.apply(&net) {
@@ -611,6 +724,7 @@ impl<K: Kernel> Handler for Daemon<K> {
                 }
             }
         }
+        self.repair(commits, lost);
         self.reconcile();
         for (client, request) in requests {
             let line = self.answer(request);
@@ -791,5 +905,98 @@ mod tests {
         assert_eq!(d.reloads, 1);
         let err = d.status().last_error.unwrap_or_default();
         assert!(err.starts_with(&format!("{}:", d.source.path.display())), "{err}");
+    }
+
+    fn commit(pid: u32, changes: Vec<crate::event::NftChange>) -> Event {
+        Event::NftCommit(NftCommit { pid, process: "nft".into(), changes })
+    }
+
+    fn change(kind: ObjectKind, table: &str, name: Option<&str>) -> crate::event::NftChange {
+        crate::event::NftChange {
+            kind,
+            op: crate::wire::nft_monitor::Op::Delete,
+            family: 1,
+            table: table.into(),
+            name: name.map(str::to_string),
+            count: 1,
+        }
+    }
+
+    #[test]
+    fn foreign_element_changes_are_repaired_in_the_same_turn() {
+        let wan = set("inet filter", "wan_ips", SetKind::Ipv4Addr);
+        let mut d = daemon("interfaces: [{ name: eth0, zone: wan }]\n", |_, _| {});
+        d.handle(vec![snapshot(&[(2, "eth0")], vec![addr(2, "203.0.113.1/24"), addr(2, "203.0.113.2/24")])]);
+        let e = d.kernel_mut().elements_mut(&wan).unwrap();
+        e.remove(&Elem::Addr("203.0.113.1".parse().unwrap()));
+        e.insert(Elem::Addr("198.51.100.9".parse().unwrap()));
+        let batches = d.kernel().batches;
+        d.handle(vec![commit(4242, vec![change(ObjectKind::Elements, "filter", Some("wan_ips"))])]);
+        assert_eq!(d.kernel().elements(&wan), Some(&elems(&["203.0.113.1", "203.0.113.2"])));
+        assert_eq!(d.kernel().batches, batches + 1, "one batch restores it");
+        let f = d.status().foreign_changes;
+        assert_eq!(f.repaired, 1);
+        let last = f.last.unwrap();
+        assert_eq!((last.pid, last.added, last.removed, last.rebuilt_table), (4242, 1, 1, false));
+    }
+
+    #[test]
+    fn rule_changes_and_unrelated_tables_cause_no_work() {
+        let mut d = daemon("interfaces: [{ name: eth0, zone: wan }]\n", |_, _| {});
+        d.handle(vec![snapshot(&[(2, "eth0")], vec![addr(2, "203.0.113.1/24")])]);
+        let batches = d.kernel().batches;
+        d.handle(vec![commit(
+            7,
+            vec![
+                change(ObjectKind::Rule, "filter", Some("input")),
+                change(ObjectKind::Chain, "filter", Some("input")),
+                change(ObjectKind::Table, "other", None),
+                change(ObjectKind::Elements, "filter", Some("not_ours")),
+            ],
+        )]);
+        // A touched set whose elements are still right: re-read, nothing sent.
+        d.handle(vec![commit(7, vec![change(ObjectKind::Set, "filter", Some("wan_ips"))])]);
+        assert_eq!(d.kernel().batches, batches);
+        assert_eq!(d.status().foreign_changes.repaired, 0);
+    }
+
+    #[test]
+    fn a_deleted_table_comes_back_and_the_owned_table_is_rebuilt() {
+        let text = "interfaces: [{ name: eth0, zone: wan }]\nnat:\n  dnat:\n    - { in_interface: eth0, proto: tcp, port: 8080, to: \"192.0.2.10:80\" }\n";
+        let wan = set("inet filter", "wan_ips", SetKind::Ipv4Addr);
+        let dnat4 = set("inet netmgrd", "dnat4", SetKind::Forward4);
+        let mut d = daemon(text, |_, _| {});
+        d.handle(vec![snapshot(&[(2, "eth0")], vec![addr(2, "203.0.113.1/24")])]);
+        // `nft flush ruleset`: both tables go; the owned one is rebuilt at once.
+        d.kernel_mut().tables.clear();
+        d.handle(vec![commit(
+            9,
+            vec![change(ObjectKind::Table, "filter", None), change(ObjectKind::Table, "netmgrd", None)],
+        )]);
+        assert_eq!(d.kernel().elements(&dnat4).map(|e| e.len()), Some(1));
+        assert_eq!(d.status().zones["wan"].sets[0].health, HealthState::Missing);
+        assert!(d.status().foreign_changes.last.unwrap().rebuilt_table);
+        // The admin's ruleset is loaded again: the set is filled in that turn.
+        d.kernel_mut().declare(&wan);
+        d.handle(vec![commit(
+            9,
+            vec![crate::event::NftChange {
+                op: crate::wire::nft_monitor::Op::New,
+                ..change(ObjectKind::Table, "filter", None)
+            }],
+        )]);
+        assert_eq!(d.kernel().elements(&wan), Some(&elems(&["203.0.113.1"])));
+        assert_eq!(d.status().zones["wan"].sets[0].health, HealthState::Ok);
+    }
+
+    #[test]
+    fn lost_notifications_reread_everything() {
+        let wan = set("inet filter", "wan_ips", SetKind::Ipv4Addr);
+        let mut d = daemon("interfaces: [{ name: eth0, zone: wan }]\n", |_, _| {});
+        d.handle(vec![snapshot(&[(2, "eth0")], vec![addr(2, "203.0.113.1/24")])]);
+        d.kernel_mut().elements_mut(&wan).unwrap().clear();
+        d.handle(vec![Event::NftLost("ENOBUFS".into())]);
+        assert_eq!(d.kernel().elements(&wan), Some(&elems(&["203.0.113.1"])));
+        assert_eq!(d.status().foreign_changes.lost, 1);
     }
 }

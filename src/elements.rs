@@ -22,6 +22,24 @@ pub enum Family {
 }
 
 impl Family {
+    /// `NFPROTO_*`, as nf_tables messages carry it.
+    pub fn number(self) -> u8 {
+        match self {
+            Family::Inet => 1,
+            Family::Ip => 2,
+            Family::Arp => 3,
+            Family::Netdev => 5,
+            Family::Bridge => 7,
+            Family::Ip6 => 10,
+        }
+    }
+
+    pub fn from_number(n: u8) -> Option<Family> {
+        [Family::Inet, Family::Ip, Family::Arp, Family::Netdev, Family::Bridge, Family::Ip6]
+            .into_iter()
+            .find(|f| f.number() == n)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Family::Inet => "inet",

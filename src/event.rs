@@ -3,6 +3,7 @@
 pub use crate::report::EngineState;
 use crate::wire::control::Request;
 use crate::wire::docker::Container;
+pub use crate::wire::nft_monitor::Change as NftChange;
 pub use crate::wire::rtnetlink::{Address, Link};
 
 /// The Docker Engine connection as the source sees it, for `status`.
@@ -15,6 +16,15 @@ pub struct EngineStatus {
     pub reconnects: u64,
     /// Unix time of the last event line from the Engine.
     pub last_event_unix: Option<u64>,
+}
+
+/// One foreign nftables commit: who made it and what it touched (changes of the same object
+/// merged, element counts summed).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NftCommit {
+    pub pid: u32,
+    pub process: String,
+    pub changes: Vec<NftChange>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +62,11 @@ pub enum Event {
         request: Request,
     },
     Signal(SignalKind),
+    /// Another process committed an nftables transaction (netmgrd's own are not reported).
+    NftCommit(NftCommit),
+    /// nftables notifications were lost (`ENOBUFS`, a message that does not decode): what
+    /// netmgrd manages may have changed unseen.
+    NftLost(String),
     /// A child process ended (reaped on `SIGCHLD`): its pid and raw wait status, so the
     /// source that spawned it can learn how it ended.
     ChildExited {

@@ -21,8 +21,10 @@ impl Log for StderrLogger {
 
     fn log(&self, r: &Record<'_>) {
         if self.enabled(r.metadata()) {
-            let level = r.level().as_str().to_ascii_lowercase();
-            let _ = writeln!(std::io::stderr().lock(), "{level}: {}", r.args());
+            // Formatted first and written with one write(2): lines from a pipe an init system
+            // reads never interleave (writeln! on stderr writes piece by piece).
+            let line = format!("{}: {}\n", r.level().as_str().to_ascii_lowercase(), r.args());
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
         }
     }
 

@@ -7,7 +7,8 @@ use netmgrd::kernel::NftKernel;
 use netmgrd::nft::Nft;
 use netmgrd::setup::Setup;
 use netmgrd::sources::{
-    control::ControlSource, docker::DockerSource, rtnetlink::RtnlSource, signals::SignalSource,
+    control::ControlSource, docker::DockerSource, nft_monitor::NftMonitorSource, rtnetlink::RtnlSource,
+    signals::SignalSource,
 };
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
@@ -188,6 +189,11 @@ fn run(args: Args) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail("cannot install signal handlers", &e),
     };
+    // The monitor before the first read of the sets, so no foreign commit falls in between.
+    let monitor = match NftMonitorSource::open() {
+        Ok(m) => m,
+        Err(e) => return fail("cannot open the nftables monitor", &e),
+    };
     let nft = match Nft::open() {
         Ok(n) => n,
         Err(e) => return fail("cannot open nftables", &e),
@@ -214,7 +220,7 @@ fn run(args: Args) -> ExitCode {
     );
     let mut daemon = Daemon::new(setup, source, NftKernel::new(nft));
     let mut sources: Vec<Box<dyn Source>> =
-        vec![Box::new(signals), Box::new(rtnl), Box::new(control), Box::new(docker)];
+        vec![Box::new(signals), Box::new(rtnl), Box::new(monitor), Box::new(control), Box::new(docker)];
     match event_loop::run(&mut sources, &mut daemon) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail("event loop", &e),

@@ -66,7 +66,9 @@ impl Observed {
             | Event::Engine(_)
             | Event::Control { .. }
             | Event::Signal(_)
-            | Event::ChildExited { .. } => false,
+            | Event::ChildExited { .. }
+            | Event::NftCommit(_)
+            | Event::NftLost(_) => false,
         }
     }
 

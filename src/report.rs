@@ -135,9 +135,34 @@ pub struct Status {
     /// The owned table's sets other than the publish maps.
     #[serde(default)]
     pub owned_sets: Vec<SetSummary>,
+    /// Foreign nftables changes netmgrd repaired.
+    #[serde(default)]
+    pub foreign_changes: ForeignReport,
     pub nft_batches: u64,
     pub reloads: u64,
     pub last_error: Option<String>,
+}
+
+/// Repairs of changes other processes made to what netmgrd owns.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForeignReport {
+    /// Foreign commits after which netmgrd restored something.
+    pub repaired: u64,
+    /// Times notifications were lost and everything was re-read.
+    pub lost: u64,
+    pub last: Option<RepairReport>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairReport {
+    pub pid: u32,
+    pub process: String,
+    pub age_s: u64,
+    /// Elements added back and foreign elements removed.
+    pub added: usize,
+    pub removed: usize,
+    /// The owned table was rebuilt.
+    pub rebuilt_table: bool,
 }
 
 impl Status {
@@ -185,6 +210,20 @@ impl Status {
                 out.push_str(&set.line());
             }
         }
+        let f = &self.foreign_changes;
+        let _ = write!(out, "foreign changes: {} repaired", f.repaired);
+        if let Some(l) = &f.last {
+            let table = if l.rebuilt_table { ", owned table rebuilt" } else { "" };
+            let _ = write!(
+                out,
+                " (last: pid {} {}, {} s ago, +{} -{} elements{table})",
+                l.pid, l.process, l.age_s, l.added, l.removed
+            );
+        }
+        if f.lost > 0 {
+            let _ = write!(out, ", {} full re-read(s) after lost notifications", f.lost);
+        }
+        out.push('\n');
         let _ = write!(
             out,
             "nft batches: {}, reloads: {}, last error: {}",
@@ -303,6 +342,18 @@ mod tests {
             .into(),
             docker: None,
             owned_sets: vec![],
+            foreign_changes: ForeignReport {
+                repaired: 12,
+                lost: 0,
+                last: Some(RepairReport {
+                    pid: 4242,
+                    process: "nft".into(),
+                    age_s: 3,
+                    added: 2,
+                    removed: 1,
+                    rebuilt_table: false,
+                }),
+            },
             nft_batches: 4,
             reloads: 1,
             last_error: None,
@@ -314,6 +365,10 @@ mod tests {
         assert!(text.contains("zone wan\n  interface eth0: up 203.0.113.5/24\n"), "{text}");
         assert!(
             text.contains("  set inet filter wan_ips (ipv4_addr): 2 element(s), missing: set inet"),
+            "{text}"
+        );
+        assert!(
+            text.contains("foreign changes: 12 repaired (last: pid 4242 nft, 3 s ago, +2 -1 elements)\n"),
             "{text}"
         );
         assert!(text.ends_with("nft batches: 4, reloads: 1, last error: none"), "{text}");

@@ -56,12 +56,5 @@ impl std::error::Error for NftError {}
 
 /// nf_tables family numbers (`NFPROTO_*`).
 fn family_number(f: Family) -> u16 {
-    match f {
-        Family::Inet => 1,
-        Family::Ip => 2,
-        Family::Arp => 3,
-        Family::Netdev => 5,
-        Family::Bridge => 7,
-        Family::Ip6 => 10,
-    }
+    u16::from(f.number())
 }

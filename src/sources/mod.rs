@@ -1,5 +1,6 @@
 //! Sources: one fd (or a few) each, bytes in, `Event`s out. They never touch nftables.
 pub mod control;
 pub mod docker;
+pub mod nft_monitor;
 pub mod rtnetlink;
 pub mod signals;

@@ -3,4 +3,5 @@ pub mod control;
 pub mod docker;
 pub mod http;
 pub mod netlink;
+pub mod nft_monitor;
 pub mod rtnetlink;
