@@ -201,6 +201,7 @@ fn inner() {
     let natf = nat_bench(&dir, &mut nft);
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     let _ = child.wait();
+    let repair = repair_bench(&bin, &dir, &mut nft);
     let _ = std::fs::remove_dir_all(&dir);
 
     let a = stats(add_lat);
@@ -258,6 +259,107 @@ fn inner() {
         Some(ms) => println!("| the same {NAT_RULES} forwards as `iptables -t nat -A` processes | {ms:.0} ms ({:.2} ms each) |", ms / NAT_RULES as f64),
         None => println!("| the same {NAT_RULES} forwards as `iptables -t nat -A` processes | n/a (no iptables here) |"),
     }
+    println!(
+        "| foreign `nft -f` (flush ruleset + reload, 2 sets x {REPAIR_ADDRS} addresses) returned -> both sets exact | median {:.2} ms, p95 {:.2} ms, max {:.2} ms |",
+        repair.reload.median, repair.reload.p95, repair.reload.max
+    );
+    println!(
+        "| one element deleted by another process -> restored | median {:.2} ms, p95 {:.2} ms, max {:.2} ms |",
+        repair.element.median, repair.element.p95, repair.element.max
+    );
+    println!(
+        "| owned table ({NAT_RULES} DNAT entries) deleted by another process -> rebuilt with every element | median {:.2} ms, p95 {:.2} ms, max {:.2} ms |",
+        repair.owned.median, repair.owned.p95, repair.owned.max
+    );
+    println!("| idle 3 s after the repairs | {} context switches |", repair.idle_switches);
+}
+
+const REPAIR_ADDRS: u32 = 1000;
+const REPAIR_TRIALS: usize = 20;
+
+struct RepairFigures {
+    reload: Stats,
+    element: Stats,
+    owned: Stats,
+    idle_switches: u64,
+}
+
+/// Foreign changes repaired from the nft monitor: a netmgrd on `inet rp` (2 x 1,000 addresses
+/// on rp0) and one owning a table with 1,000 DNAT entries; this process is the foreigner.
+fn repair_bench(bin: &str, dir: &std::path::Path, nft: &mut Nft) -> RepairFigures {
+    sh("ip link add rp0 type veth peer name rp0p && ip link set rp0 up && ip link set rp0p up");
+    let mut batch = String::new();
+    let (mut want4, mut want6) = (BTreeSet::new(), BTreeSet::new());
+    for i in 0..REPAIR_ADDRS {
+        let a4 = Ipv4Addr::from(0xC613_0000u32 + i); // 198.19.0.0 and up
+        let a6: std::net::Ipv6Addr = format!("2001:db8:7::{:x}", i + 1).parse().expect("v6");
+        batch.push_str(&format!("address add {a4}/32 dev rp0\naddress add {a6}/128 dev rp0 nodad\n"));
+        want4.insert(Elem::Addr(IpAddr::V4(a4)));
+        want6.insert(Elem::Addr(IpAddr::V6(a6)));
+    }
+    std::fs::write(dir.join("rp.batch"), batch).expect("batch");
+    sh(&format!("ip -batch {}", dir.join("rp.batch").display()));
+    let ruleset = "flush ruleset\ntable inet rp {\n  set wan_ips { type ipv4_addr; }\n  set wan_ipv6 { type ipv6_addr; }\n}\n";
+    std::fs::write(dir.join("rp.nft"), ruleset).expect("ruleset");
+    sh(&format!("nft -f {}", dir.join("rp.nft").display()));
+    std::fs::write(
+        dir.join("rp.yaml"),
+        "nftables: { table: inet rp }\ninterfaces:\n  - { name: rp0, zone: wan }\n",
+    )
+    .expect("config");
+    let mut child = spawn_netmgrd(bin, &dir.join("rp.yaml"), &dir.join("rp.sock"), None);
+    let table = TableRef::parse("inet rp").expect("table");
+    let v4 = SetId { table: table.clone(), name: "wan_ips".into(), kind: SetKind::Ipv4Addr };
+    let v6 = SetId { table, name: "wan_ipv6".into(), kind: SetKind::Ipv6Addr };
+    let both_exact = |nft: &mut Nft| {
+        wait_set(nft, &v4, |s| *s == want4, Duration::from_secs(10))
+            .and_then(|_| wait_set(nft, &v6, |s| *s == want6, Duration::from_secs(10)))
+    };
+    both_exact(nft).expect("sets filled at start");
+    let mut reload = Vec::new();
+    for _ in 0..REPAIR_TRIALS {
+        let st = Command::new("nft").arg("-f").arg(dir.join("rp.nft")).status().expect("nft -f");
+        assert!(st.success());
+        let t = Instant::now();
+        both_exact(nft).expect("repaired after nft -f");
+        reload.push(ms(t.elapsed()));
+    }
+    let mut element = Vec::new();
+    for i in 0..REPAIR_TRIALS as u32 {
+        let e = Elem::Addr(IpAddr::V4(Ipv4Addr::from(0xC613_0000u32 + i)));
+        let del = netmgrd::diff::SetChange { set: v4.clone(), add: vec![], del: vec![e] };
+        nft.apply(&[del]).expect("foreign delete");
+        let t = Instant::now();
+        wait_set(nft, &v4, |s| s.contains(&e), Duration::from_secs(2)).expect("element restored");
+        element.push(ms(t.elapsed()));
+    }
+    let pid = child.id();
+    std::thread::sleep(Duration::from_millis(300));
+    let switches =
+        || proc_field(pid, "voluntary_ctxt_switches:") + proc_field(pid, "nonvoluntary_ctxt_switches:");
+    let before = switches();
+    std::thread::sleep(Duration::from_secs(3));
+    let idle_switches = switches() - before;
+    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = child.wait();
+
+    // The owned table: 1,000 DNAT entries in one map, deleted by this process.
+    let setup = nat_config(dir, 80);
+    let mut child = spawn_netmgrd(bin, &setup.config.path, &dir.join("own.sock"), None);
+    let owned = TableRef::parse("inet netmgrd").expect("table");
+    let map = SetId { table: owned.clone(), name: "dnat4".into(), kind: SetKind::Forward4 };
+    let full = |s: &BTreeSet<Elem>| s.len() == NAT_RULES;
+    wait_set(nft, &map, full, Duration::from_secs(10)).expect("owned table built");
+    let mut rebuilt = Vec::new();
+    for _ in 0..7 {
+        netmgrd::nft::delete_owned_table(nft, &owned).expect("foreign delete");
+        let t = Instant::now();
+        wait_set(nft, &map, full, Duration::from_secs(5)).expect("owned table rebuilt");
+        rebuilt.push(ms(t.elapsed()));
+    }
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    RepairFigures { reload: stats(reload), element: stats(element), owned: stats(rebuilt), idle_switches }
 }
 
 const DOCKER_BURST: u32 = 100;
@@ -282,6 +384,7 @@ fn nat_config(dir: &std::path::Path, changed: u16) -> netmgrd::setup::Setup {
             10_000 + i
         ));
     }
+    std::fs::write(dir.join("nat.yaml"), &text).expect("nat config");
     netmgrd::setup::Setup::parse(&dir.join("nat.yaml"), &text).expect("nat config")
 }
 

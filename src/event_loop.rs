@@ -31,6 +31,10 @@ pub trait Source {
     fn expired(&mut self, _now: Instant, _events: &mut Vec<Event>) {}
     /// Something the daemon sends out; most sources ignore most messages.
     fn deliver(&mut self, _msg: &Outgoing) {}
+    /// After each turn: read what the turn itself caused, so it does not wake the next poll
+    /// (the nft monitor drains the notifications of netmgrd's own commits here). Events
+    /// pushed here are handled at once.
+    fn settle(&mut self, _events: &mut Vec<Event>) {}
 }
 
 /// Consumes a turn's events.
@@ -66,7 +70,10 @@ pub fn run(sources: &mut [Box<dyn Source>], handler: &mut dyn Handler) -> Result
             }
         }
         let deadline = sources.iter().filter_map(|s| s.deadline()).min();
-        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let mut timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if !events.is_empty() {
+            timeout = Some(std::time::Duration::ZERO); // settled events wait for no one
+        }
         poll(&mut fds, timeout).map_err(LoopError)?;
         let now = Instant::now();
         for (pfd, &owner) in fds.iter().zip(&owners) {
@@ -90,6 +97,9 @@ pub fn run(sources: &mut [Box<dyn Source>], handler: &mut dyn Handler) -> Result
         }
         if stop {
             return Ok(());
+        }
+        for s in sources.iter_mut() {
+            s.settle(&mut events);
         }
     }
 }

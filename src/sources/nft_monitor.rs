@@ -76,6 +76,18 @@ impl Source for NftMonitorSource {
     }
 
     fn ready(&mut self, _fd: RawFd, _revents: i16, _now: Instant, events: &mut Vec<Event>) {
+        self.drain(events);
+    }
+
+    /// The notifications of the turn's own commit are queued before its ACK came back: read
+    /// them now, so they never wake the loop.
+    fn settle(&mut self, events: &mut Vec<Event>) {
+        self.drain(events);
+    }
+}
+
+impl NftMonitorSource {
+    fn drain(&mut self, events: &mut Vec<Event>) {
         for _ in 0..RECV_BUDGET {
             let n = match sysfd::recv(self.sock.as_raw_fd(), &mut self.buf, true) {
                 Ok(Some(n)) => n,
