@@ -5,7 +5,7 @@ DESTDIR ?=
 INIT ?=
 CARGO ?= cargo
 BIN := target/release/netmgrd
-APT_PACKAGES := libnftnl-dev libmnl-dev pkg-config nftables iproute2 socat busybox-static
+APT_PACKAGES := libnftnl-dev libmnl-dev pkg-config nftables iproute2 socat busybox-static procps
 
 .PHONY: all build test lint deps demo bench install clean
 

@@ -28,7 +28,7 @@ fn elems(ns: &Netns, set: &str) -> BTreeSet<String> {
 fn setup(tag: &str, config: &str) -> (Netns, Daemon) {
     let ns = Netns::new(tag);
     // No DAD: link-local addresses finishing it later would be real (if ignored) events.
-    ns.sh("sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0");
+    ns.sh("echo 0 > /proc/sys/net/ipv6/conf/all/accept_dad && echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad");
     ns.nft(RULESET);
     ns.veth("wan0", "wan0p");
     ns.sh("ip addr add 203.0.113.1/24 dev wan0 && ip addr add 203.0.113.2/24 dev wan0 && ip -6 addr add 2001:db8::1/64 dev wan0 nodad");
