@@ -9,8 +9,10 @@ use std::net::IpAddr;
 pub struct Observed {
     /// Links by ifindex.
     pub links: BTreeMap<u32, Link>,
-    /// Addresses by ifindex, then by address (a re-announced address replaces its entry).
-    pub addrs: BTreeMap<u32, BTreeMap<IpAddr, Address>>,
+    /// Addresses by ifindex, then by (address, prefix length): the kernel allows one IP with
+    /// two prefix lengths (a DHCP netmask change adds the new one before deleting the old),
+    /// and each is removed on its own. A re-announced address replaces its entry.
+    pub addrs: BTreeMap<u32, BTreeMap<(IpAddr, u8), Address>>,
     /// False until the first complete rtnetlink dump: planning before that would empty sets.
     pub net_ready: bool,
     /// Running containers by id (paused and stopped ones are not here).
@@ -43,7 +45,7 @@ impl Observed {
             Event::AddrAdded(a) => self.insert_addr(a),
             Event::AddrRemoved(a) => {
                 let Some(per_link) = self.addrs.get_mut(&a.index) else { return false };
-                let removed = per_link.remove(&a.prefix.addr).is_some();
+                let removed = per_link.remove(&(a.prefix.addr, a.prefix.len)).is_some();
                 if per_link.is_empty() {
                     self.addrs.remove(&a.index);
                 }
@@ -74,7 +76,7 @@ impl Observed {
 
     fn insert_addr(&mut self, a: &Address) -> bool {
         let per_link = self.addrs.entry(a.index).or_default();
-        per_link.insert(a.prefix.addr, a.clone()).as_ref() != Some(a)
+        per_link.insert((a.prefix.addr, a.prefix.len), a.clone()).as_ref() != Some(a)
     }
 
     /// Links currently carrying `name` (normally zero or one).
@@ -117,6 +119,19 @@ mod tests {
         assert!(o.apply(&Event::LinkRemoved { index: 2 }));
         assert_eq!(o.addresses_of(2).count(), 0);
         assert!(o.links.is_empty());
+    }
+
+    #[test]
+    fn one_address_with_two_prefix_lengths_stays_until_both_are_gone() {
+        let mut o = Observed::default();
+        o.apply(&Event::NetSnapshot { links: vec![link(2, "eth0")], addrs: vec![] });
+        assert!(o.apply(&Event::AddrAdded(addr(2, "203.0.113.50/24"))));
+        assert!(o.apply(&Event::AddrAdded(addr(2, "203.0.113.50/25"))));
+        assert!(o.apply(&Event::AddrRemoved(addr(2, "203.0.113.50/24"))));
+        let left: Vec<String> = o.addresses_of(2).map(|a| a.prefix.to_string()).collect();
+        assert_eq!(left, vec!["203.0.113.50/25"]);
+        assert!(o.apply(&Event::AddrRemoved(addr(2, "203.0.113.50/25"))));
+        assert_eq!(o.addresses_of(2).count(), 0);
     }
 
     #[test]

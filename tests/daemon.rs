@@ -466,3 +466,23 @@ fn zones_named_docker_and_publish_keep_their_addresses() {
     assert_eq!(docker_ips.map(|s| s["owner"].clone()), Some(Value::from("zone docker")), "{sets}");
     assert!(!d.log_text().contains("docker_ips: -"), "{}", d.log_text());
 }
+
+/// A DHCP netmask change: the same IP with a second prefix length, then the first removed.
+/// The address stays in the set (it is still on the link) until the last prefix goes.
+#[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
+fn netmask_change_keeps_the_address() {
+    let ns = setup("mask");
+    let d = Daemon::start(&ns, CONFIG);
+    ns.sh("ip addr add 203.0.113.50/24 dev wan0 && ip addr add 203.0.113.50/25 dev wan0");
+    assert!(wait_until(WAIT, || elems(&ns, "wan_ips") == set_of(&["203.0.113.50"])));
+    ns.sh("ip addr del 203.0.113.50/24 dev wan0");
+    // A status round trip orders after the deletion event: netmgrd has handled it.
+    let addrs = d.ctl("status")["result"]["zones"]["wan"]["interfaces"][0]["addresses"].clone();
+    let v4: Vec<&str> =
+        addrs.as_array().into_iter().flatten().filter_map(|a| a.as_str()).filter(|a| a.starts_with("203.")).collect();
+    assert_eq!(v4, vec!["203.0.113.50/25"], "{}", d.log_text());
+    assert_eq!(elems(&ns, "wan_ips"), set_of(&["203.0.113.50"]), "{}", d.log_text());
+    ns.sh("ip addr del 203.0.113.50/25 dev wan0");
+    assert!(wait_until(WAIT, || elems(&ns, "wan_ips").is_empty()), "{}", d.log_text());
+}
