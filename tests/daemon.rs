@@ -479,8 +479,13 @@ fn netmask_change_keeps_the_address() {
     ns.sh("ip addr del 203.0.113.50/24 dev wan0");
     // A status round trip orders after the deletion event: netmgrd has handled it.
     let addrs = d.ctl("status")["result"]["zones"]["wan"]["interfaces"][0]["addresses"].clone();
-    let v4: Vec<&str> =
-        addrs.as_array().into_iter().flatten().filter_map(|a| a.as_str()).filter(|a| a.starts_with("203.")).collect();
+    let v4: Vec<&str> = addrs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str())
+        .filter(|a| a.starts_with("203."))
+        .collect();
     assert_eq!(v4, vec!["203.0.113.50/25"], "{}", d.log_text());
     assert_eq!(elems(&ns, "wan_ips"), set_of(&["203.0.113.50"]), "{}", d.log_text());
     ns.sh("ip addr del 203.0.113.50/25 dev wan0");

@@ -156,3 +156,92 @@ pub(super) fn locate(text: &str, needle: &str, nth: usize) -> (usize, usize) {
     }
     (1, 1)
 }
+
+/// The largest config file accepted (a real one is a few KiB).
+pub(super) const MAX_CONFIG_BYTES: usize = 1 << 20;
+/// Deepest flow (`[`/`{`) nesting and block indentation accepted. The schema needs 4 levels;
+/// serde_yaml's loader is slow on deep nesting, so it never sees any.
+const MAX_FLOW_DEPTH: usize = 32;
+const MAX_INDENT: usize = 256;
+
+/// A linear scan before the YAML parser: size, nesting depth and indentation within bounds.
+/// Returns the position and message of the first excess.
+pub(super) fn precheck(text: &str) -> Result<(), ((usize, usize), String)> {
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err((
+            (1, 1),
+            format!("the file is {} bytes; at most {MAX_CONFIG_BYTES} are accepted", text.len()),
+        ));
+    }
+    let mut depth = 0usize;
+    // Inside a quoted scalar: the quote character.
+    let mut quote: Option<char> = None;
+    for (ln, line) in text.lines().enumerate() {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        if quote.is_none() && indent > MAX_INDENT {
+            return Err((
+                (ln + 1, 1),
+                format!("indented {indent} columns; at most {MAX_INDENT} are accepted"),
+            ));
+        }
+        let mut prev = ' ';
+        let mut chars = line.char_indices().peekable();
+        while let Some((col, c)) = chars.next() {
+            match (quote, c) {
+                (Some('"'), '\\') => {
+                    chars.next(); // an escaped character
+                }
+                (Some(q), c) if c == q => {
+                    // '' inside a single-quoted scalar is an escaped quote.
+                    if q == '\'' && chars.peek().map(|(_, n)| *n) == Some('\'') {
+                        chars.next();
+                    } else {
+                        quote = None;
+                    }
+                }
+                (Some(_), _) => {}
+                (None, '#') if prev == ' ' || prev == '\t' || col == 0 => break,
+                (None, '"' | '\'') if matches!(prev, ' ' | '\t' | '[' | '{' | ',' | ':') || col == 0 => {
+                    quote = Some(c);
+                }
+                (None, '[' | '{') => {
+                    depth += 1;
+                    if depth > MAX_FLOW_DEPTH {
+                        return Err((
+                            (ln + 1, col + 1),
+                            format!("nested deeper than {MAX_FLOW_DEPTH} levels"),
+                        ));
+                    }
+                }
+                (None, ']' | '}') => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            prev = c;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locate_terminates_on_any_needle() {
+        assert_eq!(locate("a: 1\n", "", 0), (1, 1));
+        assert_eq!(locate("interfaces:\n  - name: eth0\n", "eth0", 0), (2, 11));
+        assert_eq!(locate("x", "missing", 3), (1, 1));
+    }
+
+    #[test]
+    fn precheck_bounds_nesting_size_and_indentation() {
+        assert!(precheck("interfaces: [{ name: eth0, zone: \"[[[[\" }]\n").is_ok());
+        assert!(precheck("a: '[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[['\n").is_ok());
+        let deep = format!("interfaces: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let ((line, col), msg) = precheck(&deep).unwrap_err();
+        assert_eq!((line, col), (1, 13 + MAX_FLOW_DEPTH));
+        assert!(msg.contains("nested deeper"), "{msg}");
+        assert!(precheck(&"#".repeat(MAX_CONFIG_BYTES + 1)).is_err());
+        assert!(precheck(&format!("a:\n{}b: 1\n", " ".repeat(300))).is_err());
+    }
+}

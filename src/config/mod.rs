@@ -83,9 +83,23 @@ pub struct ZoneSets {
 }
 
 impl Config {
+    /// Reads and parses the file. It is opened non-blocking and must be a regular file, so a
+    /// FIFO or a device at the config path is refused at once instead of blocking the loop;
+    /// at most `MAX_CONFIG_BYTES` (+1, to see that there is more) are read.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|error| ConfigError::Read { path: path.to_path_buf(), error })?;
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let read_error = |error| ConfigError::Read { path: path.to_path_buf(), error };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(read_error)?;
+        if !file.metadata().map_err(read_error)?.is_file() {
+            return Err(read_error(std::io::Error::other("not a regular file")));
+        }
+        let mut text = String::new();
+        file.take(locate::MAX_CONFIG_BYTES as u64 + 1).read_to_string(&mut text).map_err(read_error)?;
         Config::parse(path, &text)
     }
 
@@ -97,6 +111,7 @@ impl Config {
             column,
             message,
         };
+        locate::precheck(text).map_err(|(pos, message)| at(pos, message))?;
         // An empty file (or one with only comments) is a valid, empty config.
         let only_comments = text.lines().all(|l| l.trim().is_empty() || l.trim().starts_with('#'));
         let raw: RawConfig = if only_comments {
@@ -130,6 +145,7 @@ impl Config {
         }
         // Checks that need the whole document; positions come from searching the text.
         let fail = |(pos, message)| at(pos, message);
+        validate::list_lengths(text, &config).map_err(fail)?;
         validate::interfaces(text, &config.interfaces).map_err(fail)?;
         validate::zones(text, &config.zones).map_err(fail)?;
         if let Some(nat) = &config.nat {
@@ -349,6 +365,45 @@ mod tests {
         assert!(e.contains("a port needs proto"), "{e}");
         let e = err("nat:\n  forward:\n    - { from: lan, action: reject }\n");
         assert!(e.contains("unknown variant `reject`"), "{e}");
+    }
+
+    /// Each of these hung `check` (and a reload) forever or for many seconds.
+    #[test]
+    fn hostile_configs_fail_fast_with_a_position() {
+        let t = std::time::Instant::now();
+        let e = err("interfaces: [{name: \"\"}]\n");
+        assert!(e.starts_with("/etc/netmgrd/config.yaml:1:"), "{e}");
+        assert!(e.contains("not a valid interface name"), "{e}");
+        let e = err("zones:\n  \"\": {}\n");
+        assert!(e.contains("not a valid nftables name"), "{e}");
+        // An editor's half-written file at the moment of a SIGHUP.
+        let e = err("interfaces:\n  - name:\n");
+        assert!(e.starts_with("/etc/netmgrd/config.yaml:2:"), "{e}");
+        let deep = format!("interfaces: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(err(&deep).contains("nested deeper than 32 levels"));
+        let ports: Vec<String> = (1..=65535).map(|p| p.to_string()).collect();
+        let many = format!(
+            "nat:\n  dnat:\n    - {{ in_interface: eth0, port: [{}], to: 192.0.2.1 }}\n",
+            ports.join(",")
+        );
+        assert!(err(&many).contains("at most 1024"), "{}", err(&many));
+        let ifaces: String = (0..5000).map(|i| format!("  - {{ name: e{i} }}\n")).collect();
+        let e = err(&format!("interfaces:\n{ifaces}"));
+        assert!(e.starts_with("/etc/netmgrd/config.yaml:1:1: `interfaces` has 5000 entries"), "{e}");
+        assert!(t.elapsed() < std::time::Duration::from_secs(2), "took {:?}", t.elapsed());
+    }
+
+    #[test]
+    fn only_regular_files_are_read() {
+        let dir = std::env::temp_dir().join(format!("netmgrd-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo.yaml");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let e = Config::load(&fifo).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        let e = Config::load(&dir).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

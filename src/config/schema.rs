@@ -286,6 +286,9 @@ impl ProtoSel {
     }
 }
 
+/// Port items one entry may list (ranges cover any number of ports).
+pub const MAX_PORT_ITEMS: usize = 1024;
+
 /// Ports: `80`, `"8000-8100"`, or a list of either; kept as inclusive ranges.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PortSpec(pub Vec<(u16, u16)>);
@@ -319,6 +322,12 @@ impl<'de> Deserialize<'de> for PortSpec {
             Raw::One(i) => vec![i],
             Raw::List(l) => l,
         };
+        if items.len() > MAX_PORT_ITEMS {
+            return Err(de::Error::custom(format!(
+                "{} ports listed; at most {MAX_PORT_ITEMS} (write a range such as \"8000-8100\")",
+                items.len()
+            )));
+        }
         let mut out = Vec::new();
         for i in items {
             let text = match i {

@@ -21,6 +21,33 @@ pub(super) fn legacy_warnings(raw: &RawConfig) -> Vec<String> {
     warnings
 }
 
+/// Entries one list may hold: far beyond any router, small enough that every check stays fast.
+pub(super) const MAX_ENTRIES: usize = 4096;
+
+/// Every list of the config within `MAX_ENTRIES`.
+pub(super) fn list_lengths(text: &str, config: &super::Config) -> Result<(), Problem> {
+    let nat = config.nat.as_ref();
+    let docker = config.docker.as_ref();
+    let lists = [
+        ("interfaces", config.interfaces.len()),
+        ("zones", config.zones.len()),
+        ("sets", docker.map_or(0, |d| d.sets.len())),
+        ("dnat", nat.map_or(0, |n| n.dnat.len())),
+        ("snat", nat.map_or(0, |n| n.snat.len())),
+        ("masquerade", nat.map_or(0, |n| n.masquerade.len())),
+        ("forward", nat.map_or(0, |n| n.forward.len())),
+    ];
+    for (key, len) in lists {
+        if len > MAX_ENTRIES {
+            return Err((
+                locate(text, key, 0),
+                format!("`{key}` has {len} entries; at most {MAX_ENTRIES} are accepted"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Interface names the kernel accepts, each listed once.
 pub(super) fn interfaces(text: &str, interfaces: &[InterfaceConfig]) -> Result<(), Problem> {
     let mut seen = BTreeMap::new();

@@ -11,6 +11,8 @@ use crate::managed::{OwnedFill, Owner};
 use crate::ruleset::{RuleSpec, Stmt};
 
 pub(super) fn add(config: &Config, rules: &[DnatRule], s: &mut Sections) -> Result<(), super::OwnedError> {
+    // (interface, protocol, port) already forwarded: a set, so 65,535 ports stay linear.
+    let mut taken = std::collections::BTreeSet::new();
     for (index, r) in rules.iter().enumerate() {
         let entry = Entry { config, section: "nat.dnat", index, line: r.line };
         let comment = entry.comment(&r.comment);
@@ -26,16 +28,17 @@ pub(super) fn add(config: &Config, rules: &[DnatRule], s: &mut Sections) -> Resu
                 .ok_or_else(|| entry.error(format!("interface name `{iface}` is longer than 15 bytes")))?;
             for &(port, _) in r.port.0.iter().filter(|(a, b)| a == b) {
                 for &proto in r.proto.protocols() {
-                    let elems = s.statics.entry(map.clone()).or_default();
-                    let taken = elems.iter().any(|e| {
-                        matches!(e, Elem::PortForward { iface: i, proto: p, port: q, .. }
-                            if *i == name && *p == proto && *q == port)
-                    });
-                    if taken {
+                    if !taken.insert((map.kind, name, proto, port)) {
                         return Err(entry.error(format!("{iface} {proto}/{port} is forwarded twice")));
                     }
                     let to_port = r.to.port.unwrap_or(port);
-                    elems.insert(Elem::PortForward { iface: name, proto, port, to: r.to.addr, to_port });
+                    s.statics.entry(map.clone()).or_default().insert(Elem::PortForward {
+                        iface: name,
+                        proto,
+                        port,
+                        to: r.to.addr,
+                        to_port,
+                    });
                 }
             }
             let ranges = proto_ports(Some(r.proto), Some(&r.port));
