@@ -172,6 +172,22 @@ impl<K: Kernel> Daemon<K> {
             self.owned = None;
             return Ok(());
         };
+        // Never replace a table netmgrd did not build (it carries netmgrd's mark).
+        let built_here = self.owned.as_ref().is_some_and(|o| o.table == spec.table);
+        if (force || !built_here) && self.kernel.table_is_ours(&spec.table).ok().flatten() == Some(false) {
+            let msg = format!(
+                "table {} exists and was not created by netmgrd (no comment \"{}\"); refusing to replace it: \
+                 delete it or choose another nftables.owned_table",
+                spec.table,
+                crate::ruleset::OWNED_TABLE_COMMENT
+            );
+            log::error!("{msg}");
+            for set in &spec.sets {
+                self.set_health(set, Health::Error(msg.clone()));
+            }
+            self.last_error = Some(msg.clone());
+            return Err(msg);
+        }
         let desired = self.desired();
         let elements: Desired =
             spec.sets.iter().map(|s| (s.clone(), desired.get(s).cloned().unwrap_or_default())).collect();
@@ -241,8 +257,13 @@ impl<K: Kernel> Daemon<K> {
         }
         // Sets dropped from the config keep their applied entry so diff can empty them.
         let managed: Vec<SetId> = self.setup.managed.sets().cloned().collect();
+        // An owned table that could not be built: its sets keep the build error as health.
+        let unbuilt =
+            self.owned.is_none().then(|| self.setup.owned.as_ref().map(|o| o.table.table.clone())).flatten();
         for set in &managed {
-            self.refresh_set(set);
+            if unbuilt.as_ref() != Some(&set.table) {
+                self.refresh_set(set);
+            }
         }
         self.health.retain(|s, _| managed.contains(s));
     }
@@ -422,6 +443,7 @@ impl<K: Kernel> Daemon<K> {
         self.enable_forwarding();
         self.reloads += 1;
         self.refresh_all_sets();
+        out.push(Outgoing::Reloaded);
         log::info!("reloaded {}", self.source.path.display());
         Ok(())
     }
@@ -438,7 +460,7 @@ impl<K: Kernel> Daemon<K> {
                 Ok(()) => log::info!("flushed {} managed set(s)", changes.len()),
                 Err(e) => log::error!("flush at exit failed: {e}"),
             }
-            if let Some(t) = owned {
+            if let Some(t) = owned.filter(|t| self.kernel.table_is_ours(t).ok().flatten() == Some(true)) {
                 match self.kernel.delete_table(&t) {
                     Ok(()) => log::info!("deleted table {t}"),
                     Err(e) => log::error!("cannot delete table {t}: {e}"),
@@ -562,6 +584,24 @@ impl<K: Kernel> Daemon<K> {
             reloads: self.reloads,
             last_error: self.last_error.clone(),
         }
+    }
+
+    /// One line of state for `SIGUSR1`.
+    pub fn summary(&self) -> String {
+        let elements: usize = self.applied.values().map(|e| e.len()).sum();
+        let unhealthy = self.health.values().filter(|h| **h != Health::Ok).count();
+        format!(
+            "state: {} managed set(s) ({} unhealthy), {} element(s), {} link(s), {} container(s), {} nft batch(es), {} reload(s), {} foreign repair(s), last error: {}",
+            self.setup.managed.sets().count(),
+            unhealthy,
+            elements,
+            self.observed.links.len(),
+            self.observed.containers.len(),
+            self.kernel.batches_sent(),
+            self.reloads,
+            self.foreign.repaired,
+            self.last_error.as_deref().unwrap_or("none")
+        )
     }
 
     /// The owned table as applied now: its nft text and the elements of its sets.
@@ -692,6 +732,7 @@ impl<K: Kernel> Handler for Daemon<K> {
         for ev in events {
             match ev {
                 Event::Signal(SignalKind::Stop) => stop = true,
+                Event::Signal(SignalKind::Summary) => log::info!("{}", self.summary()),
                 Event::Signal(SignalKind::Reload) => {
                     if let Err(e) = self.reload(&mut out) {
                         log::error!("reload failed, keeping the running config: {e}");
@@ -998,5 +1039,24 @@ mod tests {
         d.handle(vec![Event::NftLost("ENOBUFS".into())]);
         assert_eq!(d.kernel().elements(&wan), Some(&elems(&["203.0.113.1"])));
         assert_eq!(d.status().foreign_changes.lost, 1);
+    }
+
+    #[test]
+    fn a_table_netmgrd_did_not_create_is_never_replaced_or_deleted() {
+        let text =
+            "nat:\n  dnat:\n    - { in_interface: eth0, proto: tcp, port: 8080, to: \"192.0.2.10:80\" }\n";
+        let admins = set("inet netmgrd", "admins_own", SetKind::Ipv4Addr);
+        let mut d = daemon(text, |k, _| {
+            k.declare(&set("inet netmgrd", "admins_own", SetKind::Ipv4Addr));
+            k.elements_mut(&set("inet netmgrd", "admins_own", SetKind::Ipv4Addr))
+                .unwrap()
+                .insert(Elem::Addr("192.0.2.1".parse().unwrap()));
+        });
+        assert_eq!(d.kernel().elements(&admins).map(|e| e.len()), Some(1), "the admin's table is untouched");
+        assert!(d.kernel().owned.is_empty());
+        let err = d.status().last_error.unwrap_or_default();
+        assert!(err.contains("was not created by netmgrd"), "{err}");
+        d.handle(vec![Event::Signal(SignalKind::Stop)]);
+        assert_eq!(d.kernel().elements(&admins).map(|e| e.len()), Some(1));
     }
 }

@@ -31,6 +31,8 @@ pub struct NftCommit {
 pub enum SignalKind {
     Reload,
     Stop,
+    /// `SIGUSR1`: log a one-line state summary.
+    Summary,
 }
 
 #[derive(Clone, Debug, PartialEq)]

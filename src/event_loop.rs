@@ -15,6 +15,8 @@ pub enum Outgoing {
     NetResync,
     /// The Docker Engine socket to use after a (re)load; `None` turns Docker off.
     DockerSocket(Option<std::path::PathBuf>),
+    /// The config was reloaded (the control source binds its socket again if it was deleted).
+    Reloaded,
 }
 
 /// One input of the loop: owns its fds, turns readiness into events.

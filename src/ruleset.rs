@@ -12,6 +12,10 @@ use std::net::IpAddr;
 /// can masquerade them (the input interface is unknown there).
 pub const HAIRPIN_MARK: u32 = 0x4000_0000;
 
+/// The comment that marks the owned table as netmgrd's (its table userdata): netmgrd never
+/// replaces or deletes a table without it.
+pub const OWNED_TABLE_COMMENT: &str = "netmgrd owned table";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hook {
     Prerouting,
@@ -181,7 +185,8 @@ impl OwnedTable {
     pub fn render(&self) -> String {
         let t = &self.table;
         let mut out = String::new();
-        let _ = writeln!(out, "table {t}\ndelete table {t}\ntable {t} {{");
+        let _ =
+            writeln!(out, "table {t}\ndelete table {t}\ntable {t} {{\n\tcomment \"{OWNED_TABLE_COMMENT}\"");
         for s in &self.sets {
             let kind = if s.kind.data().is_some() { "map" } else { "set" };
             // The declaration carries `flags interval` for interval sets.
@@ -256,7 +261,7 @@ mod tests {
         };
         let text = t.render();
         assert!(
-            text.starts_with("table inet netmgrd\ndelete table inet netmgrd\ntable inet netmgrd {\n"),
+            text.starts_with("table inet netmgrd\ndelete table inet netmgrd\ntable inet netmgrd {\n\tcomment \"netmgrd owned table\"\n"),
             "{text}"
         );
         assert!(

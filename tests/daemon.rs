@@ -491,3 +491,50 @@ fn netmask_change_keeps_the_address() {
     ns.sh("ip addr del 203.0.113.50/25 dev wan0");
     assert!(wait_until(WAIT, || elems(&ns, "wan_ips").is_empty()), "{}", d.log_text());
 }
+
+/// A second instance on the same socket refuses to start and leaves the first alone; a
+/// regular file at the socket path is never deleted; USR1/USR2/ALRM do not kill the daemon;
+/// a deleted control socket comes back on reload.
+#[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
+fn one_instance_nothing_destroyed_signals_harmless() {
+    let ns = setup("inst");
+    let d = Daemon::start(&ns, CONFIG);
+    let second = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_netmgrd"), "run", "--config"])
+        .arg(&d.config)
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["--log-target", "stderr"])
+        .output()
+        .expect("second instance");
+    assert_eq!(second.status.code(), Some(1));
+    let msg = String::from_utf8_lossy(&second.stderr);
+    assert!(msg.contains("another netmgrd is running") && msg.contains(&format!("pid {}", d.pid())), "{msg}");
+    assert_eq!(d.ctl("ping")["result"], "pong", "the first instance still serves");
+
+    let precious = ns.dir.join("precious.yaml");
+    std::fs::write(&precious, "keep me\n").expect("write");
+    let third = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_netmgrd"), "run", "--config"])
+        .arg(&d.config)
+        .arg("--socket")
+        .arg(&precious)
+        .args(["--log-target", "stderr"])
+        .output()
+        .expect("third instance");
+    assert_eq!(third.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&third.stderr).contains("is not a socket; not removing it"));
+    assert_eq!(std::fs::read_to_string(&precious).expect("still there"), "keep me\n");
+
+    for sig in ["USR1", "USR2", "ALRM"] {
+        d.signal(sig);
+    }
+    assert!(wait_until(WAIT, || d.log_text().contains("state: 4 managed set(s)")), "{}", d.log_text());
+    assert_eq!(d.ctl("ping")["result"], "pong");
+
+    std::fs::remove_file(&d.socket).expect("delete socket");
+    let pid = d.pid_cached();
+    let _ = std::process::Command::new("kill").args(["-HUP", &pid.to_string()]).status();
+    assert!(wait_until(WAIT, || d.try_ctl("ping").is_some()), "{}", d.log_text());
+}

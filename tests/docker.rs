@@ -360,7 +360,7 @@ fn owned_table_is_rebuilt_atomically_and_removed_on_flush() {
     let engine = FakeEngine::start(&ns.dir.join("docker.sock"));
     engine.put(FakeContainer::new("a1", "web").net("n", "198.18.9.2", "").port("80/tcp", "0.0.0.0", "8080"));
     // A stale table from a crashed instance, with a rule that must not survive.
-    ns.nft("table inet netmgrd { chain stale { type filter hook input priority 0; policy accept; }; }\n");
+    ns.nft("table inet netmgrd { comment \"netmgrd owned table\"; chain stale { type filter hook input priority 0; policy accept; }; }\n");
     let config = format!(
         "docker: {{ socket: {}, publish: true }}\nnftables: {{ on_exit: flush }}\n",
         engine.path.display()

@@ -215,3 +215,30 @@ fn sixty_reloads_during_200_address_changes_end_exact_then_idle() {
     let log = d.log_text();
     assert_eq!(switches(), before, "netmgrd woke up while nothing happened: {}", &log[log_before..]);
 }
+
+/// `nftables.owned_table` naming a table someone else made: netmgrd leaves it alone (no
+/// replace at start, no delete at exit) and says why in `status`.
+#[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
+fn a_foreign_table_with_the_owned_name_is_never_replaced() {
+    let ns = Netns::new("rp-foreign");
+    let admins = "table inet netmgrd {\n  set mine { type ipv4_addr; elements = { 192.0.2.1 } }\n  chain input { type filter hook input priority 0; policy accept; }\n}\n";
+    ns.nft(admins);
+    let config = "nftables: { on_exit: flush }\nnat:\n  dnat:\n    - { in_interface: wan0, proto: tcp, port: 2222, to: \"192.0.2.10:22\" }\n";
+    let mut d = Daemon::start(&ns, config);
+    let err = d.ctl("status")["result"]["last_error"].as_str().unwrap_or_default().to_string();
+    assert!(err.contains("was not created by netmgrd"), "{err}");
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(WAIT), Some(0));
+    assert_eq!(ns.set_elements("inet netmgrd", "mine"), Some(set_of(&["192.0.2.1"])));
+    assert!(ns.sh("nft list table inet netmgrd").contains("chain input"));
+    // A table netmgrd built carries its mark, visible to the admin.
+    ns.sh("nft delete table inet netmgrd");
+    let d = Daemon::start(&ns, config);
+    assert!(wait_until(WAIT, || ns.set_elements("inet netmgrd", "dnat4").unwrap_or_default().len() == 1));
+    assert!(
+        ns.sh("nft list table inet netmgrd").contains("comment \"netmgrd owned table\""),
+        "{}",
+        d.log_text()
+    );
+}

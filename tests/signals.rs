@@ -46,3 +46,16 @@ fn children_are_reaped_with_their_status_and_hup_reloads() {
     let events = collect(&mut source, |ev| ev.contains(&Event::Signal(SignalKind::Reload)));
     assert!(events.contains(&Event::Signal(SignalKind::Reload)), "{events:?}");
 }
+
+#[test]
+fn usr1_asks_for_a_summary_and_usr2_alrm_are_harmless() {
+    let mut source = SignalSource::install().expect("install");
+    // SAFETY: signals our own process; handlers are installed, so none of these is fatal.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGUSR2);
+        libc::kill(libc::getpid(), libc::SIGALRM);
+        libc::kill(libc::getpid(), libc::SIGUSR1);
+    }
+    let events = collect(&mut source, |ev| ev.contains(&Event::Signal(SignalKind::Summary)));
+    assert!(events.contains(&Event::Signal(SignalKind::Summary)), "{events:?}");
+}

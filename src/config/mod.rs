@@ -155,6 +155,7 @@ impl Config {
             validate::docker(text, docker).map_err(fail)?;
         }
         validate::one_owner_per_set(text, &config.set_owners()).map_err(fail)?;
+        validate::owned_table(text, &config).map_err(fail)?;
         Ok(config)
     }
 
@@ -391,6 +392,20 @@ mod tests {
         let e = err(&format!("interfaces:\n{ifaces}"));
         assert!(e.starts_with("/etc/netmgrd/config.yaml:1:1: `interfaces` has 5000 entries"), "{e}");
         assert!(t.elapsed() < std::time::Duration::from_secs(2), "took {:?}", t.elapsed());
+    }
+
+    #[test]
+    fn owned_table_cannot_be_a_table_with_managed_sets() {
+        let e = err("nftables: { owned_table: inet filter }\ninterfaces: [{ name: eth0, zone: wan }]\n");
+        assert!(
+            e.starts_with("/etc/netmgrd/config.yaml:1:13: nftables.owned_table `inet filter` holds"),
+            "{e}"
+        );
+        let e = err("nftables: { owned_table: inet fw4 }\nzones: { lan: { table: inet fw4 } }\n");
+        assert!(e.contains("holds the managed set `lan_ips` (zone lan)"), "{e}");
+        assert!(
+            parse("nftables: { owned_table: inet mine }\ninterfaces: [{ name: eth0, zone: wan }]\n").is_ok()
+        );
     }
 
     #[test]

@@ -143,3 +143,19 @@ pub(super) fn one_owner_per_set(text: &str, owners: &[(String, TableRef, String)
     }
     Ok(())
 }
+
+/// The owned table is replaced whole: it must not be a table that holds managed sets.
+pub(super) fn owned_table(text: &str, config: &super::Config) -> Result<(), Problem> {
+    let owned = &config.nftables.owned_table;
+    let clash = config.set_owners().into_iter().find(|(_, table, _)| table == owned);
+    if let Some((owner, _, set)) = clash {
+        return Err((
+            locate(text, "owned_table", 0),
+            format!(
+                "nftables.owned_table `{owned}` holds the managed set `{set}` ({owner}); netmgrd replaces \
+                 its owned table whole, so it must be a table of its own (default `inet netmgrd`)"
+            ),
+        ));
+    }
+    Ok(())
+}

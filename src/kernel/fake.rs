@@ -75,6 +75,10 @@ impl Kernel for FakeKernel {
         Ok(self.tables.contains_key(table))
     }
 
+    fn table_is_ours(&mut self, table: &TableRef) -> Result<Option<bool>, NftError> {
+        Ok(self.tables.contains_key(table).then(|| self.owned.contains_key(table)))
+    }
+
     fn apply(&mut self, changes: &[SetChange]) -> Result<(), NftError> {
         if changes.iter().all(|c| c.is_empty()) {
             return Ok(());

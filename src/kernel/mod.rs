@@ -16,6 +16,9 @@ pub trait Kernel {
     /// The elements of a managed set, checking its key type.
     fn read_set(&mut self, set: &SetId) -> Result<BTreeSet<Elem>, NftError>;
     fn table_exists(&mut self, table: &TableRef) -> Result<bool, NftError>;
+    /// `None` when the table does not exist; `Some(true)` when it carries netmgrd's mark
+    /// (it built it), `Some(false)` for anyone else's table.
+    fn table_is_ours(&mut self, table: &TableRef) -> Result<Option<bool>, NftError>;
     /// Every change in one atomic transaction; on error nothing was applied.
     fn apply(&mut self, changes: &[SetChange]) -> Result<(), NftError>;
     /// The owned table with its sets holding `elements`, in one transaction (in place when
@@ -52,6 +55,10 @@ impl Kernel for NftKernel {
 
     fn table_exists(&mut self, table: &TableRef) -> Result<bool, NftError> {
         self.nft.table_exists(table)
+    }
+
+    fn table_is_ours(&mut self, table: &TableRef) -> Result<Option<bool>, NftError> {
+        Ok(self.nft.table_userdata(table)?.map(|u| u == nft::OWNED_TABLE_MARK))
     }
 
     fn apply(&mut self, changes: &[SetChange]) -> Result<(), NftError> {

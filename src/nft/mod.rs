@@ -7,7 +7,7 @@ mod socket;
 mod table;
 
 pub use socket::Nft;
-pub use table::{build_owned_table, delete_owned_table};
+pub use table::{build_owned_table, delete_owned_table, OWNED_TABLE_MARK};
 
 use crate::elements::Family;
 use std::fmt;

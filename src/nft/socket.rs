@@ -207,6 +207,42 @@ impl Nft {
         }
     }
 
+    /// A table's userdata (`None`: no such table; an empty vector: a table without userdata).
+    pub fn table_userdata(&mut self, table: &crate::elements::TableRef) -> Result<Option<Vec<u8>>, NftError> {
+        let probe = SetId { table: table.clone(), name: String::new(), kind: SetKind::Ipv4Addr };
+        let mut found = None;
+        let reply = self.request(
+            &probe,
+            NFT_MSG_GETTABLE,
+            libc::NLM_F_ACK as u16,
+            NFT_MSG_NEWTABLE,
+            "read table",
+            |hdr| {
+                // SAFETY: `hdr` points at a complete, aligned NEWTABLE message in our buffer; the
+                // userdata is copied before the table object is freed.
+                unsafe {
+                    let Some(t) = NonNull::new(sys::nftnl_table_alloc()) else { return };
+                    let mut data = Vec::new();
+                    if sys::nftnl_table_nlmsg_parse(hdr, t.as_ptr()) >= 0 {
+                        let mut len = 0u32;
+                        let p =
+                            sys::nftnl_table_get_data(t.as_ptr(), sys::NFTNL_TABLE_USERDATA as u16, &mut len);
+                        if !p.is_null() {
+                            data = std::slice::from_raw_parts(p as *const u8, len as usize).to_vec();
+                        }
+                    }
+                    sys::nftnl_table_free(t.as_ptr());
+                    found = Some(data);
+                }
+            },
+        );
+        match reply {
+            Ok(()) => Ok(found),
+            Err(NftError::Missing { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Key length and set flags, from NFT_MSG_GETSET.
     fn get_set_type(&mut self, set: &SetId) -> Result<(u32, u32), NftError> {
         let mut found = None;

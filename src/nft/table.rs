@@ -97,6 +97,56 @@ unsafe impl NlMsg for SetDecl {
     }
 }
 
+/// The userdata netmgrd puts on the table it owns, so it never replaces a table it did not
+/// create: nft's own table-comment TLV (type 0, length, text with its NUL), so `nft list`
+/// shows it as `comment "netmgrd owned table"` and `nft -f` of `check --print` sets it too.
+pub const OWNED_TABLE_MARK: &[u8] = b"\x00\x14netmgrd owned table\x00";
+const NFT_MSG_NEWTABLE: u16 = 0;
+
+/// NEWTABLE with netmgrd's userdata mark (the nftnl crate's `Table` cannot carry userdata).
+struct MarkedTable {
+    table: NonNull<sys::nftnl_table>,
+    family: u16,
+}
+
+impl MarkedTable {
+    fn new(owned: &TableRef) -> Option<MarkedTable> {
+        let name = CString::new(owned.name.as_str()).ok()?;
+        // SAFETY: a fresh libnftnl table object; libnftnl copies the name and the userdata.
+        unsafe {
+            let t = NonNull::new(sys::nftnl_table_alloc())?;
+            sys::nftnl_table_set_str(t.as_ptr(), sys::NFTNL_TABLE_NAME as u16, name.as_ptr());
+            sys::nftnl_table_set_data(
+                t.as_ptr(),
+                sys::NFTNL_TABLE_USERDATA as u16,
+                OWNED_TABLE_MARK.as_ptr() as *const c_void,
+                OWNED_TABLE_MARK.len() as u32,
+            );
+            Some(MarkedTable { table: t, family: family_number(owned.family) })
+        }
+    }
+}
+
+impl Drop for MarkedTable {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new`, freed once.
+        unsafe { sys::nftnl_table_free(self.table.as_ptr()) };
+    }
+}
+
+// SAFETY: writes one NEWTABLE message into a buffer the batch sized for the largest message.
+unsafe impl NlMsg for MarkedTable {
+    unsafe fn write(&self, buf: *mut c_void, seq: u32, _msg_type: MsgType) {
+        // SAFETY: see the impl comment.
+        unsafe {
+            let flags = (libc::NLM_F_CREATE | libc::NLM_F_ACK) as u16;
+            let hdr =
+                sys::nftnl_nlmsg_build_hdr(buf as *mut c_char, NFT_MSG_NEWTABLE, self.family, flags, seq);
+            sys::nftnl_table_nlmsg_build_payload(hdr, self.table.as_ptr());
+        }
+    }
+}
+
 /// Removes every element of a set: DELSETELEM naming the set and no elements.
 struct FlushSet<'a>(&'a SetDecl);
 
@@ -285,6 +335,7 @@ pub fn build_owned_table(
     let shown = owned.to_string();
     let name = CString::new(owned.name.as_str()).map_err(|_| NftError::Missing { set: shown.clone() })?;
     let table = Table::new(&name, proto_family(owned.family));
+    let marked = MarkedTable::new(owned).ok_or_else(|| NftError::Missing { set: shown.clone() })?;
     let in_place = previous.filter(|p| same_chains(p, spec));
     let mut batch = Batch::new();
     let mut infos = Vec::new();
@@ -335,7 +386,7 @@ pub fn build_owned_table(
         None => {
             add(&mut batch, &table, MsgType::Add, shown.clone(), "create table");
             add(&mut batch, &table, MsgType::Del, shown.clone(), "delete table");
-            add(&mut batch, &table, MsgType::Add, shown.clone(), "create table");
+            add(&mut batch, &marked, MsgType::Add, shown.clone(), "create table");
         }
     }
     for (i, id) in spec.sets.iter().enumerate() {

@@ -26,18 +26,47 @@ const READ_BUDGET: usize = 16;
 
 #[derive(Debug)]
 pub enum ControlError {
-    AlreadyRunning { path: PathBuf },
-    Bind { path: PathBuf, error: io::Error },
-    Permissions { path: PathBuf, error: io::Error },
-    UnknownGroup { group: String },
+    AlreadyRunning {
+        path: PathBuf,
+        pid: Option<u32>,
+    },
+    /// Something other than a socket is at the socket path: it is not removed.
+    NotASocket {
+        path: PathBuf,
+    },
+    Lock {
+        path: PathBuf,
+        error: io::Error,
+    },
+    Bind {
+        path: PathBuf,
+        error: io::Error,
+    },
+    Permissions {
+        path: PathBuf,
+        error: io::Error,
+    },
+    UnknownGroup {
+        group: String,
+    },
 }
 
 impl fmt::Display for ControlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ControlError::AlreadyRunning { path } => {
-                write!(f, "control socket {}: another netmgrd answers there", path.display())
+            ControlError::AlreadyRunning { path, pid } => {
+                write!(f, "control socket {}: another netmgrd is running", path.display())?;
+                match pid {
+                    Some(p) => write!(f, " (pid {p}); stop it first"),
+                    None => write!(f, "; stop it first"),
+                }
             }
+            ControlError::NotASocket { path } => write!(
+                f,
+                "control socket {}: the path exists and is not a socket; not removing it (check control.socket)",
+                path.display()
+            ),
+            ControlError::Lock { path, error } => write!(f, "lock file {}: {error}", path.display()),
             ControlError::Bind { path, error } => write!(f, "control socket {}: {error}", path.display()),
             ControlError::Permissions { path, error } => {
                 write!(f, "control socket {}: cannot set mode/group: {error}", path.display())
@@ -60,6 +89,9 @@ struct Client {
 
 pub struct ControlSource {
     listener: UnixListener,
+    /// `<socket>.lock`, flocked for the life of the daemon: one instance per socket.
+    _lock: std::fs::File,
+    mode: u32,
     path: PathBuf,
     allowed_gid: Option<u32>,
     clients: BTreeMap<u64, Client>,
@@ -89,34 +121,86 @@ fn supplementary_groups(pid: i32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// `<socket>.lock`, locked and holding our pid; `AlreadyRunning` when another instance has it.
+fn take_lock(socket: &Path) -> Result<std::fs::File, ControlError> {
+    let mut name = socket.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    let lock_err = |error| ControlError::Lock { path: path.clone(), error };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(lock_err)?;
+    if !crate::sys::fd::try_lock_exclusive(&file).map_err(lock_err)? {
+        let pid = std::fs::read_to_string(&path).ok().and_then(|p| p.trim().parse().ok());
+        return Err(ControlError::AlreadyRunning { path: socket.to_path_buf(), pid });
+    }
+    file.set_len(0).map_err(lock_err)?;
+    writeln!(file, "{}", std::process::id()).map_err(lock_err)?;
+    Ok(file)
+}
+
+/// A socket left by a crashed instance goes (we hold the lock, so nobody serves it); anything
+/// else at the path is never deleted.
+fn remove_stale_socket(path: &Path) -> Result<(), ControlError> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            let _ = std::fs::remove_file(path);
+            Ok(())
+        }
+        Ok(_) => Err(ControlError::NotASocket { path: path.to_path_buf() }),
+        Err(_) => Ok(()),
+    }
+}
+
+/// A non-blocking listener at `path` with the configured mode and group.
+fn listen(path: &Path, mode: u32, gid: Option<u32>) -> Result<UnixListener, ControlError> {
+    let bind_err = |error| ControlError::Bind { path: path.to_path_buf(), error };
+    let listener = UnixListener::bind(path).map_err(bind_err)?;
+    listener.set_nonblocking(true).map_err(bind_err)?;
+    let perm_err = |error| ControlError::Permissions { path: path.to_path_buf(), error };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(perm_err)?;
+    if let Some(gid) = gid {
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(perm_err)?;
+    }
+    Ok(listener)
+}
+
 impl ControlSource {
+    /// Binds the socket again when someone deleted it (a `resync` asks for this): clients
+    /// already connected keep their connections.
+    fn ensure_socket(&mut self) {
+        if std::fs::symlink_metadata(&self.path).is_ok() {
+            return;
+        }
+        match listen(&self.path, self.mode, self.allowed_gid) {
+            Ok(l) => {
+                log::warn!("control socket {} was deleted; bound it again", self.path.display());
+                self.listener = l;
+            }
+            Err(e) => log::error!("{e}"),
+        }
+    }
+
     pub fn bind(path: &Path, mode: u32, group: Option<&str>) -> Result<ControlSource, ControlError> {
         let allowed_gid = match group {
             Some(g) => Some(group_id(g).ok_or_else(|| ControlError::UnknownGroup { group: g.to_string() })?),
             None => None,
         };
-        if path.exists() {
-            if UnixStream::connect(path).is_ok() {
-                return Err(ControlError::AlreadyRunning { path: path.to_path_buf() });
-            }
-            // A stale socket from a crashed instance.
-            let _ = std::fs::remove_file(path);
-        }
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let listener = UnixListener::bind(path)
-            .map_err(|error| ControlError::Bind { path: path.to_path_buf(), error })?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|error| ControlError::Bind { path: path.to_path_buf(), error })?;
-        let perm_err = |error| ControlError::Permissions { path: path.to_path_buf(), error };
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(perm_err)?;
-        if let Some(gid) = allowed_gid {
-            std::os::unix::fs::chown(path, None, Some(gid)).map_err(perm_err)?;
-        }
+        let lock = take_lock(path)?;
+        remove_stale_socket(path)?;
+        let listener = listen(path, mode, allowed_gid)?;
         Ok(ControlSource {
             listener,
+            _lock: lock,
+            mode,
             path: path.to_path_buf(),
             allowed_gid,
             clients: BTreeMap::new(),
@@ -245,7 +329,8 @@ impl ControlSource {
 
 impl Drop for ControlSource {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        // Ours while the lock is held; only a socket is removed.
+        let _ = remove_stale_socket(&self.path);
     }
 }
 
@@ -299,11 +384,15 @@ impl Source for ControlSource {
     }
 
     fn deliver(&mut self, msg: &Outgoing) {
-        if let Outgoing::Reply { client, line } = msg {
-            if let Some(c) = self.clients.get_mut(client) {
-                c.output.extend_from_slice(line.as_bytes());
-                self.flush(*client);
+        match msg {
+            Outgoing::Reply { client, line } => {
+                if let Some(c) = self.clients.get_mut(client) {
+                    c.output.extend_from_slice(line.as_bytes());
+                    self.flush(*client);
+                }
             }
+            Outgoing::NetResync | Outgoing::Reloaded => self.ensure_socket(),
+            Outgoing::DockerSocket(_) => {}
         }
     }
 }

@@ -1,10 +1,11 @@
 //! Signals through signal-hook's self-pipe: the handler only writes a byte; the loop reads
 //! which flags were raised. HUP reloads, TERM/INT stop; on CHLD every exited child is reaped
-//! and reported with its status (`Event::ChildExited`); PIPE is swallowed.
+//! and reported with its status (`Event::ChildExited`); USR1 logs a state summary; PIPE, USR2
+//! and ALRM are swallowed (their default action would kill the daemon).
 
 use crate::event::{Event, SignalKind};
 use crate::event_loop::Source;
-use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGPIPE, SIGTERM};
+use signal_hook::consts::{SIGALRM, SIGCHLD, SIGHUP, SIGINT, SIGPIPE, SIGTERM, SIGUSR1, SIGUSR2};
 use std::io::{self, Read};
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -24,9 +25,12 @@ impl SignalSource {
         read.set_nonblocking(true)?;
         write.set_nonblocking(true)?;
         let mut flags = Vec::new();
-        for (sig, kind) in
-            [(SIGHUP, SignalKind::Reload), (SIGTERM, SignalKind::Stop), (SIGINT, SignalKind::Stop)]
-        {
+        for (sig, kind) in [
+            (SIGHUP, SignalKind::Reload),
+            (SIGTERM, SignalKind::Stop),
+            (SIGINT, SignalKind::Stop),
+            (SIGUSR1, SignalKind::Summary),
+        ] {
             let flag = Arc::new(AtomicBool::new(false));
             signal_hook::flag::register(sig, Arc::clone(&flag))?;
             signal_hook::low_level::pipe::register(sig, write.try_clone()?)?;
@@ -36,7 +40,10 @@ impl SignalSource {
         signal_hook::flag::register(SIGCHLD, Arc::clone(&child))?;
         signal_hook::low_level::pipe::register(SIGCHLD, write.try_clone()?)?;
         // A handler (rather than SIG_IGN) so spawned children start with the default again.
-        signal_hook::flag::register(SIGPIPE, Arc::new(AtomicBool::new(false)))?;
+        // USR2 and ALRM would kill the daemon by default (leaving its socket): swallowed.
+        for sig in [SIGPIPE, SIGUSR2, SIGALRM] {
+            signal_hook::flag::register(sig, Arc::new(AtomicBool::new(false)))?;
+        }
         Ok(SignalSource { read, flags, child })
     }
 }

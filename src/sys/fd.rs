@@ -174,3 +174,20 @@ pub fn connect_unix_nonblocking(path: &std::path::Path) -> io::Result<std::os::u
     }
     Ok(stream)
 }
+
+/// Takes an exclusive `flock` on `file` without waiting; `Ok(false)` when another process
+/// holds it. The lock lasts as long as the file stays open.
+pub fn try_lock_exclusive(file: &std::fs::File) -> io::Result<bool> {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: flock on an fd we own; no memory is passed.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.kind() == io::ErrorKind::WouldBlock {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}

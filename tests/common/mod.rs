@@ -195,6 +195,11 @@ impl Daemon {
         self.ctl("status")["result"]["pid"].as_u64().expect("pid") as u32
     }
 
+    /// The pid without asking the daemon (it may not be reachable over the socket).
+    pub fn pid_cached(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).expect("running")
+    }
+
     pub fn signal(&self, sig: &str) {
         let pid = self.pid();
         let out = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).output().expect("kill");
