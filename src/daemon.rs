@@ -266,6 +266,7 @@ impl<K: Kernel> Daemon<K> {
             }
         }
         self.health.retain(|s, _| managed.contains(s));
+        self.clear_error_if_healthy();
     }
 
     /// Which managed objects the turn's foreign commits touched: a managed set whose
@@ -354,59 +355,78 @@ impl<K: Kernel> Daemon<K> {
         plan::plan(&self.setup, &self.observed)
     }
 
-    /// One reconcile: at most one batch (plus one retry after re-reading on a stale view).
-    fn reconcile(&mut self) {
-        if !self.observed.net_ready {
-            return;
-        }
-        let desired = self.desired();
-        let mut changes = diff::diff(&desired, &self.applied);
+    /// The changes that take a managed set from what is applied to what is desired.
+    fn changes(&self, desired: &Desired) -> Vec<SetChange> {
+        let mut changes = diff::diff(desired, &self.applied);
         // Containers not known yet are not containers gone: leave sets filled from
         // containers alone until the first full sync.
         if !self.observed.docker_ready {
             changes.retain(|c| !self.setup.managed.from_containers(&c.set));
         }
+        changes
+    }
+
+    /// One reconcile: normally one batch. A refused batch is retried once after re-reading
+    /// its sets (someone else changed them); a set the kernel still refuses (full, wrong
+    /// type) is set aside with its reason in `status` and the other sets' changes are sent
+    /// without it. The set is tried again when a commit touches it, or on resync/reload.
+    fn reconcile(&mut self) {
+        if !self.observed.net_ready {
+            return;
+        }
+        let desired = self.desired();
+        let changes = self.changes(&desired);
         if changes.is_empty() {
             return;
         }
-        match self.kernel.apply(&changes) {
-            Ok(()) => self.applied_ok(&desired, &changes),
-            Err(e) => {
-                log::warn!("nftables refused the update: {e}; re-reading the sets and retrying once");
-                let touched: Vec<SetId> = changes.iter().map(|c| c.set.clone()).collect();
-                for set in &touched {
-                    if desired.contains_key(set) {
-                        self.refresh_set(set);
-                    } else if let Ok(elems) = self.kernel.read_set(set) {
-                        self.applied.insert(set.clone(), elems);
-                    } else {
-                        self.applied.remove(set);
-                    }
-                }
-                let mut retry = diff::diff(&desired, &self.applied);
-                if !self.observed.docker_ready {
-                    retry.retain(|c| !self.setup.managed.from_containers(&c.set));
-                }
-                if retry.is_empty() {
-                    return;
-                }
-                match self.kernel.apply(&retry) {
-                    Ok(()) => self.applied_ok(&desired, &retry),
-                    Err(e) => {
-                        let msg = e.to_string();
-                        log::error!("nftables refused the update again: {msg}");
-                        if let NftError::Rejected { set: Some(name), .. } = &e {
-                            if let Some(set) =
-                                retry.iter().map(|c| &c.set).find(|s| s.to_string() == *name).cloned()
-                            {
-                                self.applied.remove(&set);
-                                self.set_health(&set, Health::Error(msg.clone()));
-                            }
-                        }
-                        self.last_error = Some(msg);
-                    }
-                }
+        let Err(e) = self.kernel.apply(&changes) else {
+            self.applied_ok(&desired, &changes);
+            return self.clear_error_if_healthy();
+        };
+        log::warn!("nftables refused the update: {e}; re-reading the sets and retrying once");
+        for set in changes.iter().map(|c| c.set.clone()).collect::<Vec<_>>() {
+            if desired.contains_key(&set) {
+                self.refresh_set(&set);
+            } else if let Ok(elems) = self.kernel.read_set(&set) {
+                self.applied.insert(set, elems);
+            } else {
+                self.applied.remove(&set);
             }
+        }
+        // Each refusal sets one set aside, so this ends.
+        loop {
+            let retry = self.changes(&desired);
+            if retry.is_empty() {
+                return;
+            }
+            let Err(e) = self.kernel.apply(&retry) else {
+                self.applied_ok(&desired, &retry);
+                return;
+            };
+            let culprit = match &e {
+                NftError::Rejected { set: Some(name), .. } | NftError::Full { set: name, .. } => {
+                    retry.iter().map(|c| &c.set).find(|s| s.to_string() == *name).cloned()
+                }
+                _ => None,
+            };
+            let msg = e.to_string();
+            let Some(set) = culprit else {
+                log::error!("nftables refused the update again: {msg}");
+                self.last_error = Some(msg);
+                return;
+            };
+            log::error!("{msg}; the other sets are updated without it");
+            self.applied.remove(&set);
+            self.set_health(&set, Health::Error(msg));
+        }
+    }
+
+    /// `last_error` goes once nothing is wrong any more.
+    fn clear_error_if_healthy(&mut self) {
+        let built = self.setup.owned.is_none() || self.owned.is_some();
+        if self.last_error.is_some() && built && self.health.values().all(|h| *h == Health::Ok) {
+            log::info!("no error remains (last was: {})", self.last_error.as_deref().unwrap_or(""));
+            self.last_error = None;
         }
     }
 
@@ -802,7 +822,9 @@ mod tests {
     fn daemon(text: &str, prepare: impl FnOnce(&mut FakeKernel, &Setup)) -> Daemon<FakeKernel> {
         let dir = std::env::temp_dir().join(format!("netmgrd-daemon-{}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
-        let path = dir.join(format!("{:p}.yaml", text));
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let path = dir.join(format!("config-{n}.yaml"));
         std::fs::write(&path, text).unwrap();
         let setup = Setup::load(&path).unwrap();
         let mut kernel = FakeKernel::default();
@@ -1058,5 +1080,32 @@ mod tests {
         assert!(err.contains("was not created by netmgrd"), "{err}");
         d.handle(vec![Event::Signal(SignalKind::Stop)]);
         assert_eq!(d.kernel().elements(&admins).map(|e| e.len()), Some(1));
+    }
+
+    #[test]
+    fn a_full_set_is_named_with_its_size_and_the_other_sets_still_update() {
+        let wan = set("inet filter", "wan_ips", SetKind::Ipv4Addr);
+        let lan = set("inet filter", "lan_ips", SetKind::Ipv4Addr);
+        let text = "interfaces: [{ name: eth0, zone: wan }, { name: eth1, zone: lan }]\n";
+        let mut d = daemon(text, |k, _| {
+            k.sizes.insert(set("inet filter", "wan_ips", SetKind::Ipv4Addr), 3);
+        });
+        let four: Vec<Address> = (1..=4).map(|i| addr(2, &format!("203.0.113.{i}/24"))).collect();
+        let mut addrs = four.clone();
+        addrs.push(addr(3, "192.0.2.1/24"));
+        d.handle(vec![snapshot(&[(2, "eth0"), (3, "eth1")], addrs)]);
+        assert_eq!(d.kernel().elements(&lan), Some(&elems(&["192.0.2.1"])), "the other set is updated");
+        let status = d.status();
+        let err = status.zones["wan"].sets[0].error.clone().unwrap_or_default();
+        assert_eq!(err, "set inet filter wan_ips is full (size 3)");
+        assert_eq!(status.last_error.as_deref(), Some(err.as_str()));
+        // Later events still reach the healthy sets.
+        d.handle(vec![Event::AddrAdded(addr(3, "192.0.2.2/24"))]);
+        assert_eq!(d.kernel().elements(&lan), Some(&elems(&["192.0.2.1", "192.0.2.2"])));
+        // The admin declares the set larger: the commit touches it, it is filled, the error goes.
+        d.kernel_mut().sizes.clear();
+        d.handle(vec![commit(5, vec![change(ObjectKind::Set, "filter", Some("wan_ips"))])]);
+        assert_eq!(d.kernel().elements(&wan).map(|e| e.len()), Some(4));
+        assert_eq!(d.status().last_error, None);
     }
 }

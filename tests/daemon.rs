@@ -538,3 +538,24 @@ fn one_instance_nothing_destroyed_signals_harmless() {
     let _ = std::process::Command::new("kill").args(["-HUP", &pid.to_string()]).status();
     assert!(wait_until(WAIT, || d.try_ctl("ping").is_some()), "{}", d.log_text());
 }
+
+/// A set declared `size 3` given 4 addresses: named with its size (the kernel says ENFILE,
+/// "Too many open files in system"), and the other zone's set is still updated.
+#[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
+fn a_full_set_is_reported_and_others_still_update() {
+    let ns = Netns::new("full");
+    ns.nft("table inet filter {\n  set wan_ips { type ipv4_addr; size 3; }\n  set wan_ipv6 { type ipv6_addr; }\n  set lan_ips { type ipv4_addr; }\n  set lan_ipv6 { type ipv6_addr; }\n}\n");
+    ns.veth("wan0", "wan0p");
+    ns.veth("lan0", "lan0p");
+    ns.sh(
+        "for i in 1 2 3 4; do ip addr add 203.0.113.$i/24 dev wan0; done; ip addr add 192.0.2.1/24 dev lan0",
+    );
+    let d = Daemon::start(&ns, CONFIG);
+    assert!(wait_until(WAIT, || elems(&ns, "lan_ips") == set_of(&["192.0.2.1"])), "{}", d.log_text());
+    let status = d.ctl("status")["result"].clone();
+    let err = status["zones"]["wan"]["sets"][0]["error"].as_str().unwrap_or_default().to_string();
+    assert_eq!(err, "set inet filter wan_ips is full (size 3)", "{status}");
+    ns.sh("ip addr add 192.0.2.2/24 dev lan0");
+    assert!(wait_until(WAIT, || elems(&ns, "lan_ips") == set_of(&["192.0.2.1", "192.0.2.2"])));
+}

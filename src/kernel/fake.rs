@@ -22,6 +22,8 @@ pub struct FakeKernel {
     pub sysctls: BTreeSet<String>,
     /// The next `apply` fails with this errno (a kernel refusal), once.
     pub fail_next_apply: Option<i32>,
+    /// Declared set sizes (`size N`): an add past it fails the transaction with `Full`.
+    pub sizes: BTreeMap<SetId, u32>,
 }
 
 impl FakeKernel {
@@ -103,6 +105,11 @@ impl Kernel for FakeKernel {
             for e in &c.add {
                 if !elems.insert(*e) {
                     return Err(rejected(&c.set, "add elements", libc::EEXIST));
+                }
+            }
+            if let Some(&size) = self.sizes.get(&c.set) {
+                if next.elements(&c.set).is_some_and(|e| e.len() > size as usize) {
+                    return Err(NftError::Full { set: c.set.to_string(), size: Some(size) });
                 }
             }
         }

@@ -62,7 +62,17 @@ impl Kernel for NftKernel {
     }
 
     fn apply(&mut self, changes: &[SetChange]) -> Result<(), NftError> {
-        self.nft.apply(changes)
+        match self.nft.apply(changes) {
+            // The kernel says ENFILE ("Too many open files in system") for a full set.
+            Err(NftError::Rejected { set: Some(name), errno: libc::ENFILE, .. }) => {
+                let size = changes
+                    .iter()
+                    .find(|c| c.set.to_string() == name)
+                    .and_then(|c| self.nft.set_size(&c.set).ok().flatten());
+                Err(NftError::Full { set: name, size })
+            }
+            other => other,
+        }
     }
 
     fn build_owned_table(

@@ -22,6 +22,8 @@ pub enum NftError {
     WrongType { set: String, expected: &'static str, found: String },
     /// The kernel refused a request or a batch; the batch was rolled back whole.
     Rejected { set: Option<String>, op: &'static str, errno: i32, message: Option<String> },
+    /// The kernel refused elements because the set reached its declared `size`.
+    Full { set: String, size: Option<u32> },
     /// No complete answer came back (timeout, `ENOBUFS`, truncated reply): outcome unknown.
     NoAnswer { step: &'static str, detail: String },
 }
@@ -45,6 +47,8 @@ impl fmt::Display for NftError {
                 }
                 Ok(())
             }
+            NftError::Full { set, size: Some(n) } => write!(f, "set {set} is full (size {n})"),
+            NftError::Full { set, size: None } => write!(f, "set {set} is full (its declared size)"),
             NftError::NoAnswer { step, detail } => {
                 write!(f, "{step}: no complete answer from the kernel: {detail}")
             }

@@ -243,6 +243,25 @@ impl Nft {
         }
     }
 
+    /// The declared `size` of a set, if it has one.
+    pub fn set_size(&mut self, set: &SetId) -> Result<Option<u32>, NftError> {
+        let mut size = None;
+        self.request(set, NFT_MSG_GETSET, libc::NLM_F_ACK as u16, NFT_MSG_NEWSET, "read set", |hdr| {
+            // SAFETY: `hdr` points at a complete, aligned NEWSET message in our buffer.
+            unsafe {
+                if let Some(s) = NonNull::new(sys::nftnl_set_alloc()) {
+                    if sys::nftnl_set_nlmsg_parse(hdr, s.as_ptr()) >= 0
+                        && sys::nftnl_set_is_set(s.as_ptr(), sys::NFTNL_SET_DESC_SIZE as u16)
+                    {
+                        size = Some(sys::nftnl_set_get_u32(s.as_ptr(), sys::NFTNL_SET_DESC_SIZE as u16));
+                    }
+                    sys::nftnl_set_free(s.as_ptr());
+                }
+            }
+        })?;
+        Ok(size)
+    }
+
     /// Key length and set flags, from NFT_MSG_GETSET.
     fn get_set_type(&mut self, set: &SetId) -> Result<(u32, u32), NftError> {
         let mut found = None;
