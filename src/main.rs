@@ -279,14 +279,23 @@ fn ctl(args: Args) -> ExitCode {
     }
 }
 
+/// How long `ctl` waits for a reply.
+const CTL_TIMEOUT: Duration = Duration::from_secs(10);
+
 fn ctl_request(socket: &Path, request: &str) -> std::io::Result<String> {
     let mut stream = UnixStream::connect(socket)?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.set_read_timeout(Some(CTL_TIMEOUT))?;
     // A refusing daemon (permissions, too many clients) answers and closes before reading:
     // the write may then fail while its reply is already waiting to be read.
     let written = stream.write_all(format!("{request}\n").as_bytes());
     let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line)?;
+    BufReader::new(stream).read_line(&mut line).map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no reply within {} s (netmgrd is busy or stuck; see its log)", CTL_TIMEOUT.as_secs()),
+        ),
+        _ => e,
+    })?;
     if line.is_empty() {
         written?;
         return Err(std::io::Error::new(

@@ -2,13 +2,17 @@
 //! an `Event::Control`; the daemon's reply comes back through `deliver`.
 //!
 //! Limits keep a slow, idle or hostile client from hurting anyone else: lines of at most
-//! 4 KiB, at most 64 clients, idle clients dropped after 10 s, unread replies capped.
+//! 4 KiB; at most 4 requests of one client in the daemon's hands at once, and none taken while
+//! 64 KiB of its replies wait unread (a client that pipelines faster than it reads is
+//! throttled: its bytes stay in the kernel); at most 64 requests handed over per loop turn,
+//! all clients together; at most 64 clients, the longest-idle one evicted when a new one
+//! arrives at the limit; clients idle for 10 s dropped; a client that hung up is never answered.
 
 use crate::event::Event;
 use crate::event_loop::{Outgoing, Source};
 use crate::sys::fd::{peer_cred, PeerCred};
 use crate::sys::poll::{POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT};
-use crate::wire::control::{parse_request, reply_err, Line, LineBuffer};
+use crate::wire::control::{parse_request, reply_err, Line, LineBuffer, MAX_LINE};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -20,9 +24,15 @@ use std::time::{Duration, Instant};
 
 pub const MAX_CLIENTS: usize = 64;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A client that leaves this much of our output unread is dropped.
-const MAX_PENDING_OUTPUT: usize = 1 << 20;
 const READ_BUDGET: usize = 16;
+/// Requests of one client handed to the daemon and not answered yet.
+const MAX_IN_FLIGHT: usize = 4;
+/// No new request of a client is taken while this much of its output is unsent.
+const OUTPUT_HIGH: usize = 64 << 10;
+/// The socket is not read while this much unparsed input is buffered.
+const INPUT_HIGH: usize = 2 * (MAX_LINE + 1);
+/// Requests handed to the daemon per loop turn, all clients together.
+const TURN_BUDGET: usize = 64;
 
 #[derive(Debug)]
 pub enum ControlError {
@@ -85,6 +95,10 @@ struct Client {
     idle_deadline: Instant,
     /// Close once the output is flushed (after an oversized line, a refusal, or EOF).
     closing: bool,
+    /// The client shut its sending side: answer what it sent, then close.
+    eof: bool,
+    in_flight: usize,
+    last_active: Instant,
 }
 
 pub struct ControlSource {
@@ -96,6 +110,8 @@ pub struct ControlSource {
     allowed_gid: Option<u32>,
     clients: BTreeMap<u64, Client>,
     next_id: u64,
+    /// Requests this turn may still hand to the daemon.
+    budget: usize,
 }
 
 /// Looks a group up in /etc/group (no NSS: routers keep groups there).
@@ -205,6 +221,7 @@ impl ControlSource {
             allowed_gid,
             clients: BTreeMap::new(),
             next_id: 1,
+            budget: TURN_BUDGET,
         })
     }
 
@@ -232,8 +249,15 @@ impl ControlSource {
                 output: Vec::new(),
                 idle_deadline: now + IDLE_TIMEOUT,
                 closing: false,
+                eof: false,
+                in_flight: 0,
+                last_active: now,
             };
-            let refusal = match peer_cred(client.stream.as_raw_fd()) {
+            let cred = peer_cred(client.stream.as_raw_fd());
+            if cred.as_ref().is_ok_and(|c| self.authorized(c)) && self.clients.len() >= MAX_CLIENTS {
+                self.evict_idlest();
+            }
+            let refusal = match cred {
                 _ if self.clients.len() >= MAX_CLIENTS => Some("too many clients; try again later"),
                 Ok(cred) if self.authorized(&cred) => None,
                 Ok(_) => Some("permission denied: root or the control group only"),
@@ -252,40 +276,62 @@ impl ControlSource {
         }
     }
 
+    /// At the client limit: the client idle longest (nothing in flight, nothing to send)
+    /// makes room, so a new `ctl` always gets in.
+    fn evict_idlest(&mut self) {
+        let idlest = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.in_flight == 0 && c.output.is_empty())
+            .min_by_key(|(_, c)| c.last_active)
+            .map(|(id, _)| *id);
+        if let Some(id) = idlest {
+            self.clients.remove(&id);
+            log::debug!("control: evicted idle client {id} to make room");
+        }
+    }
+
     fn read_client(&mut self, id: u64, now: Instant, events: &mut Vec<Event>) {
         let Some(c) = self.clients.get_mut(&id) else { return };
         let mut chunk = [0u8; 4096];
-        let mut eof = false;
         for _ in 0..READ_BUDGET {
+            if c.eof || c.closing || c.input.len() >= INPUT_HIGH {
+                break; // backpressure: the rest stays in the kernel's buffer
+            }
             match c.stream.read(&mut chunk) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
+                Ok(0) => c.eof = true,
                 Ok(n) => {
                     c.idle_deadline = now + IDLE_TIMEOUT;
-                    if !c.closing {
-                        c.input.push(&chunk[..n]);
-                    }
+                    c.input.push(&chunk[..n]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
-                    eof = true;
-                    break;
+                    // Gone: nobody to answer.
+                    self.clients.remove(&id);
+                    return;
                 }
             }
-            // Stop reading a client that floods us with lines while replies pile up.
-            if c.output.len() > MAX_PENDING_OUTPUT {
-                break;
-            }
         }
-        while !c.closing {
+        self.pump(id, now, events);
+    }
+
+    /// Hands the client's complete lines to the daemon within its limits and the turn's.
+    fn pump(&mut self, id: u64, now: Instant, events: &mut Vec<Event>) {
+        let Some(c) = self.clients.get_mut(&id) else { return };
+        while !c.closing && c.in_flight < MAX_IN_FLIGHT && c.output.len() < OUTPUT_HIGH && self.budget > 0 {
             match c.input.next_line() {
-                Some(Line::Complete(line)) => match parse_request(&line) {
-                    Ok(request) => events.push(Event::Control { client: id, request }),
-                    Err(e) => c.output.extend_from_slice(reply_err(&e).as_bytes()),
-                },
+                Some(Line::Complete(line)) => {
+                    self.budget -= 1;
+                    c.last_active = now;
+                    match parse_request(&line) {
+                        Ok(request) => {
+                            c.in_flight += 1;
+                            events.push(Event::Control { client: id, request });
+                        }
+                        Err(e) => c.output.extend_from_slice(reply_err(&e).as_bytes()),
+                    }
+                }
                 Some(Line::TooLong) => {
                     c.output.extend_from_slice(reply_err("request line longer than 4096 bytes").as_bytes());
                     c.closing = true;
@@ -293,20 +339,22 @@ impl ControlSource {
                 None => break,
             }
         }
-        if eof {
+        if c.eof && !c.input.has_line() && c.in_flight == 0 {
             c.closing = true;
         }
-        self.flush(id);
+        self.flush(id, now);
     }
 
-    /// Writes what the socket takes now; closes finished or overflowing clients.
-    fn flush(&mut self, id: u64) {
+    /// Writes what the socket takes now; removes finished clients.
+    fn flush(&mut self, id: u64, now: Instant) {
         let Some(c) = self.clients.get_mut(&id) else { return };
         while !c.output.is_empty() {
             match c.stream.write(&c.output) {
                 Ok(0) => break,
                 Ok(n) => {
                     c.output.drain(..n);
+                    // A client that reads is not idle, however long its replies are.
+                    c.idle_deadline = now + IDLE_TIMEOUT;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -317,7 +365,7 @@ impl ControlSource {
                 }
             }
         }
-        if (c.closing && c.output.is_empty()) || c.output.len() > MAX_PENDING_OUTPUT {
+        if c.closing && c.output.is_empty() {
             self.clients.remove(&id);
         }
     }
@@ -339,7 +387,7 @@ impl Source for ControlSource {
         out.push((self.listener.as_raw_fd(), POLLIN));
         for c in self.clients.values() {
             let mut ev = 0;
-            if !c.closing {
+            if !c.closing && !c.eof && c.input.len() < INPUT_HIGH {
                 ev |= POLLIN;
             }
             if !c.output.is_empty() {
@@ -362,15 +410,18 @@ impl Source for ControlSource {
         else {
             return;
         };
-        if revents & POLLNVAL != 0 {
+        // POLLHUP: the peer closed both directions. It cannot read a reply: drop what it
+        // sent unanswered (10,000 connect-send-close clients cost nothing).
+        if revents & (POLLNVAL | POLLHUP | POLLERR) != 0 {
             self.clients.remove(&id);
             return;
         }
-        if revents & (POLLIN | POLLHUP | POLLERR) != 0 {
+        if revents & POLLIN != 0 {
             self.read_client(id, now, events);
         }
         if revents & POLLOUT != 0 {
-            self.flush(id);
+            self.flush(id, now);
+            self.pump(id, now, events);
         }
     }
 
@@ -383,12 +434,24 @@ impl Source for ControlSource {
         }
     }
 
+    /// A new turn's budget, and the lines that waited for it (or for replies) handed over.
+    fn settle(&mut self, events: &mut Vec<Event>) {
+        self.budget = TURN_BUDGET;
+        let now = Instant::now();
+        let waiting: Vec<u64> =
+            self.clients.iter().filter(|(_, c)| c.input.has_line() || c.eof).map(|(id, _)| *id).collect();
+        for id in waiting {
+            self.pump(id, now, events);
+        }
+    }
+
     fn deliver(&mut self, msg: &Outgoing) {
         match msg {
             Outgoing::Reply { client, line } => {
                 if let Some(c) = self.clients.get_mut(client) {
+                    c.in_flight = c.in_flight.saturating_sub(1);
                     c.output.extend_from_slice(line.as_bytes());
-                    self.flush(*client);
+                    self.flush(*client, Instant::now());
                 }
             }
             Outgoing::NetResync | Outgoing::Reloaded => self.ensure_socket(),

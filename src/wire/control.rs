@@ -110,6 +110,16 @@ impl LineBuffer {
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }
+
+    /// Bytes held (complete and partial lines).
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether a complete (or over-long) line is waiting.
+    pub fn has_line(&self) -> bool {
+        self.buf.len() > MAX_LINE + 1 || self.buf.contains(&b'\n')
+    }
 }
 
 #[cfg(test)]
