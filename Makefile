@@ -7,7 +7,7 @@ CARGO ?= cargo
 BIN := target/release/netmgrd
 APT_PACKAGES := libnftnl-dev libmnl-dev pkg-config nftables iproute2 socat busybox-static procps
 
-.PHONY: all build test lint deps demo bench install clean
+.PHONY: all build test lint deps demo bench fuzz install clean
 
 all: build
 
@@ -42,6 +42,20 @@ demo: deps build
 
 bench: deps build
 	NETMGRD_BIN=$(CURDIR)/$(BIN) $(CARGO) bench --bench netmgrd
+
+# Fuzzes every parser that meets outside bytes for FUZZ_SECONDS each (libFuzzer, nightly,
+# cargo-fuzz). New corpus entries land in fuzz/corpus/TARGET; a crash or a hang (> 1 s per
+# input) stops with its input in fuzz/artifacts/TARGET: copy it to fuzz/regressions/TARGET,
+# fix it, and `make test` replays it on stable from then on.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS := config control_line http_response docker_json rtnetlink nft_monitor
+fuzz: deps
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		mkdir -p corpus/$$t artifacts/$$t && \
+		$(CARGO) +nightly fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -timeout=1 \
+			-rss_limit_mb=2048 -artifact_prefix=artifacts/$$t/ -print_final_stats=1 || exit 1; \
+	done
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/sbin/netmgrd

@@ -202,6 +202,7 @@ fn inner() {
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     let _ = child.wait();
     let repair = repair_bench(&bin, &dir, &mut nft);
+    let control = control_bench(&bin, &dir, &mut nft);
     let _ = std::fs::remove_dir_all(&dir);
 
     let a = stats(add_lat);
@@ -272,6 +273,86 @@ fn inner() {
         repair.owned.median, repair.owned.p95, repair.owned.max
     );
     println!("| idle 3 s after the repairs | {} context switches |", repair.idle_switches);
+    println!(
+        "| {CONTROL_REQUESTS} pipelined `sets` requests ({CONTROL_ELEMENTS}-element set, replies read) | all answered in {:.0} ms; peak RSS {} KiB (before: {} KiB) |",
+        control.total_ms, control.peak_kib, control.before_kib
+    );
+    println!(
+        "| `ping` from another client during that flood | median {:.2} ms, p95 {:.2} ms, max {:.2} ms ({} pings) |",
+        control.ping.median, control.ping.p95, control.ping.max, control.pings
+    );
+}
+
+const CONTROL_REQUESTS: usize = 1000;
+const CONTROL_ELEMENTS: u32 = 20_000;
+
+struct ControlFigures {
+    total_ms: f64,
+    peak_kib: u64,
+    before_kib: u64,
+    ping: Stats,
+    pings: usize,
+}
+
+/// A client pipelining 1,000 `sets` against a 20,000-element set while another pings.
+fn control_bench(bin: &str, dir: &std::path::Path, nft: &mut Nft) -> ControlFigures {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::UnixStream;
+    sh("ip link add cb0 type veth peer name cb0p && ip link set cb0 up && ip link set cb0p up");
+    let batch: String = (0..CONTROL_ELEMENTS)
+        .map(|i| format!("address add {}/32 dev cb0\n", Ipv4Addr::from(0xC612_0000u32 + 0x1_0000 + i)))
+        .collect();
+    std::fs::write(dir.join("cb.batch"), batch).expect("batch");
+    sh(&format!("ip -batch {}", dir.join("cb.batch").display()));
+    sh("nft add table inet cb && nft add set inet cb big_ips '{ type ipv4_addr; }' && nft add set inet cb big_ipv6 '{ type ipv6_addr; }'");
+    std::fs::write(
+        dir.join("cb.yaml"),
+        "nftables: { table: inet cb }\ninterfaces:\n  - { name: cb0, zone: big }\n",
+    )
+    .expect("config");
+    let socket = dir.join("cb.sock");
+    let mut child = spawn_netmgrd(bin, &dir.join("cb.yaml"), &socket, None);
+    let set = SetId {
+        table: TableRef::parse("inet cb").expect("table"),
+        name: "big_ips".into(),
+        kind: SetKind::Ipv4Addr,
+    };
+    wait_set(nft, &set, |s| s.len() == CONTROL_ELEMENTS as usize, Duration::from_secs(20))
+        .expect("set filled");
+    let pid = child.id();
+    let before_kib = proc_field(pid, "VmHWM:");
+    let mut flood = UnixStream::connect(&socket).expect("connect");
+    let requests = "sets\n".repeat(CONTROL_REQUESTS);
+    let t = Instant::now();
+    let mut writer = flood.try_clone().expect("clone");
+    let w = std::thread::spawn(move || writer.write_all(requests.as_bytes()).expect("write"));
+    let reader = std::thread::spawn(move || {
+        let mut r = BufReader::new(&mut flood);
+        let mut line = String::new();
+        for _ in 0..CONTROL_REQUESTS {
+            line.clear();
+            r.read_line(&mut line).expect("reply");
+        }
+        Instant::now()
+    });
+    let mut pings = Vec::new();
+    while !reader.is_finished() {
+        let p = Instant::now();
+        let mut s = UnixStream::connect(&socket).expect("connect");
+        s.write_all(b"ping\n").expect("ping");
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).expect("pong");
+        pings.push(ms(p.elapsed()));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let done = reader.join().expect("reader");
+    w.join().expect("writer");
+    let total_ms = ms(done - t);
+    let peak_kib = proc_field(pid, "VmHWM:");
+    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = child.wait();
+    let n = pings.len();
+    ControlFigures { total_ms, peak_kib, before_kib, ping: stats(pings), pings: n }
 }
 
 const REPAIR_ADDRS: u32 = 1000;

@@ -29,6 +29,7 @@ pub mod diff;
 pub mod elements;
 pub mod event;
 pub mod event_loop;
+pub mod fuzz;
 pub mod inet;
 pub mod kernel;
 pub mod logging;
