@@ -531,23 +531,15 @@ impl<K: Kernel> Daemon<K> {
     pub fn status(&self) -> Status {
         let config = &self.setup.config;
         let managed = &self.setup.managed;
-        let docker = config.docker.as_ref().map(|_| {
-            let e = self.engine.clone().unwrap_or_default();
-            DockerReport {
-                state: e.state,
-                socket: e.socket,
-                api_version: e.api_version,
-                error: e.error,
-                reconnects: e.reconnects,
-                last_event_unix: e.last_event_unix,
-                synced: self.observed.docker_ready,
-                containers: self.observed.containers.len(),
-                sets: managed
-                    .iter()
-                    .filter(|(o, _)| o.from_containers())
-                    .map(|(_, s)| self.set_summary(s))
-                    .collect(),
-            }
+        let docker = config.docker.as_ref().map(|_| DockerReport {
+            engine: self.engine.clone().unwrap_or_default(),
+            synced: self.observed.docker_ready,
+            containers: self.observed.containers.len(),
+            sets: managed
+                .iter()
+                .filter(|(o, _)| o.from_containers())
+                .map(|(_, s)| self.set_summary(s))
+                .collect(),
         });
         let zones = config
             .zone_names()

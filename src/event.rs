@@ -1,22 +1,10 @@
 //! `Event`: what sources tell the daemon. Sources only translate bytes into these.
 
-pub use crate::report::EngineState;
+pub use crate::report::{EngineState, EngineStatus};
 use crate::wire::control::Request;
 use crate::wire::docker::Container;
 pub use crate::wire::nft_monitor::Change as NftChange;
 pub use crate::wire::rtnetlink::{Address, Link};
-
-/// The Docker Engine connection as the source sees it, for `status`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct EngineStatus {
-    pub state: EngineState,
-    pub socket: String,
-    pub api_version: Option<String>,
-    pub error: Option<String>,
-    pub reconnects: u64,
-    /// Unix time of the last event line from the Engine.
-    pub last_event_unix: Option<u64>,
-}
 
 /// One foreign nftables commit: who made it and what it touched (changes of the same object
 /// merged, element counts summed).

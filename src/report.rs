@@ -109,14 +109,22 @@ pub struct ZoneReport {
     pub sets: Vec<SetSummary>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DockerReport {
+/// The Docker Engine connection as the source sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineStatus {
     pub state: EngineState,
     pub socket: String,
     pub api_version: Option<String>,
     pub error: Option<String>,
     pub reconnects: u64,
+    /// Unix time of the last event line from the Engine.
     pub last_event_unix: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DockerReport {
+    #[serde(flatten)]
+    pub engine: EngineStatus,
     pub synced: bool,
     pub containers: usize,
     pub sets: Vec<SetSummary>,
@@ -190,15 +198,15 @@ impl Status {
             }
         }
         if let Some(d) = &self.docker {
-            let error = d.error.as_ref().map(|e| format!(", last error: {e}")).unwrap_or_default();
+            let error = d.engine.error.as_ref().map(|e| format!(", last error: {e}")).unwrap_or_default();
             let _ = writeln!(
                 out,
                 "docker {} ({}), API {}, {} container(s), {} reconnect(s){error}",
-                d.state.name(),
-                d.socket,
-                d.api_version.as_deref().unwrap_or("unknown"),
+                d.engine.state.name(),
+                d.engine.socket,
+                d.engine.api_version.as_deref().unwrap_or("unknown"),
                 d.containers,
-                d.reconnects
+                d.engine.reconnects
             );
             for set in &d.sets {
                 out.push_str(&set.line());
