@@ -632,3 +632,24 @@ fn control_floods_cannot_stall_or_bloat_the_daemon() {
     assert!(t.elapsed() < Duration::from_secs(1), "stopping took {:?}", t.elapsed());
     drop(writer);
 }
+
+/// A SIGHUP while an editor has half-written the config (it once wedged the daemon at 100 %
+/// CPU): the reload fails with file:line:column, the old config keeps working.
+#[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
+fn half_written_config_on_hup_keeps_the_daemon_serving() {
+    let ns = setup("half");
+    let d = Daemon::start(&ns, CONFIG);
+    std::fs::write(&d.config, "interfaces:\n  - name: wan0\n    nftables_zone: wan\n  - name:\n").unwrap();
+    d.signal("HUP");
+    let path = d.config.display().to_string();
+    assert!(
+        wait_until(WAIT, || d.try_ctl("status").is_some_and(|s| s["result"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with(&format!("{path}:4:"))))),
+        "{}",
+        d.log_text()
+    );
+    ns.sh("ip addr add 203.0.113.44/24 dev wan0");
+    assert!(wait_until(WAIT, || elems(&ns, "wan_ips") == set_of(&["203.0.113.44"])));
+}
