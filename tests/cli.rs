@@ -1,9 +1,11 @@
 //! The command line without a daemon: check, version, usage errors, ctl with nobody there.
 
+mod common;
+
 use std::process::Command;
 
 fn netmgrd(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_netmgrd")).args(args).output().expect("run netmgrd")
+    Command::new(common::netmgrd_bin()).args(args).output().expect("run netmgrd")
 }
 
 fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
@@ -26,7 +28,7 @@ fn check_accepts_valid_and_locates_errors() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with(&format!("{}:3:11: ", bad.display())), "{err}");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_netmgrd"))
+    let out = Command::new(common::netmgrd_bin())
         .arg("check")
         .env("NETMGRD_CONFIG", &bad)
         .env("RUST_NETWORK_MGR_CONFIG", &good)

@@ -145,7 +145,7 @@ fn bad_reload_keeps_the_old_config() {
     assert!(wait_until(WAIT, || elems(&ns, "wan_ips") == set_of(&["203.0.113.4"])), "{}", d.log_text());
     assert!(d.log_text().contains("reload failed, keeping the running config"));
     // `netmgrd ctl` exits 1 and prints the error.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_netmgrd"))
+    let out = std::process::Command::new(common::netmgrd_bin())
         .args(["ctl", "--socket"])
         .arg(&d.socket)
         .arg("reload")
@@ -351,7 +351,7 @@ fn a_second_instance_refuses_the_same_socket() {
     let ns = setup("twice");
     let d = Daemon::start(&ns, CONFIG);
     let out = std::process::Command::new("ip")
-        .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_netmgrd"), "--config"])
+        .args(["netns", "exec", &ns.name, common::netmgrd_bin(), "--config"])
         .arg(&d.config)
         .arg("--socket")
         .arg(&d.socket)
@@ -404,7 +404,7 @@ fn control_socket_checks_peer_credentials() {
                 "--reuid=65534",
                 "--regid=65534",
                 "--clear-groups",
-                env!("CARGO_BIN_EXE_netmgrd"),
+                common::netmgrd_bin(),
                 "ctl",
                 "--socket",
             ])
@@ -510,7 +510,7 @@ fn one_instance_nothing_destroyed_signals_harmless() {
     let ns = setup("inst");
     let d = Daemon::start(&ns, CONFIG);
     let second = std::process::Command::new("ip")
-        .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_netmgrd"), "run", "--config"])
+        .args(["netns", "exec", &ns.name, common::netmgrd_bin(), "run", "--config"])
         .arg(&d.config)
         .arg("--socket")
         .arg(&d.socket)
@@ -525,7 +525,7 @@ fn one_instance_nothing_destroyed_signals_harmless() {
     let precious = ns.dir.join("precious.yaml");
     std::fs::write(&precious, "keep me\n").expect("write");
     let third = std::process::Command::new("ip")
-        .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_netmgrd"), "run", "--config"])
+        .args(["netns", "exec", &ns.name, common::netmgrd_bin(), "run", "--config"])
         .arg(&d.config)
         .arg("--socket")
         .arg(&precious)

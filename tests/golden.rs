@@ -3,6 +3,8 @@
 //! `UPDATE_GOLDEN=1 cargo test --test golden` rewrites the `.nft` files after a deliberate
 //! change; review the diff before committing it.
 
+mod common;
+
 use netmgrd::setup::Setup;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -50,7 +52,7 @@ fn check_print_prints_the_golden_text() {
     let dir = std::env::temp_dir().join(format!("netmgrd-golden-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     for case in cases() {
-        let out = Command::new(env!("CARGO_BIN_EXE_netmgrd"))
+        let out = Command::new(common::netmgrd_bin())
             .args(["check", "--print", "--config"])
             .arg(&case)
             .output()

@@ -309,7 +309,7 @@ docker: {{ socket: /nonexistent, publish: true }}
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_netmgrd"))
+    let out = Command::new(common::netmgrd_bin())
         .args(["check", "--print", "--config"])
         .arg(&config)
         .output()
@@ -330,11 +330,7 @@ fn bad_forward_endpoint_is_a_located_config_error() {
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("c.yaml");
     std::fs::write(&config, format!("{BASE}nat:\n  forward:\n    - {{ from: lan, action: accept }}\n    - {{ from: \"container:nope\", action: drop }}\n")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_netmgrd"))
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = Command::new(common::netmgrd_bin()).args(["check", "--config"]).arg(&config).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with(&format!("{}:7:1: nat.forward[1]: `container:nope`", config.display())), "{err}");

@@ -109,7 +109,7 @@ fn real_container_ip_in_set_and_published_port_through_dnat() {
     std::fs::write(&config_path, config).unwrap();
     let socket = dir.join("ctl.sock");
     let log = dir.join("netmgrd.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_netmgrd"))
+    let child = Command::new(common::netmgrd_bin())
         .args(["run", "--config"])
         .arg(&config_path)
         .arg("--socket")

@@ -15,6 +15,18 @@ use std::time::{Duration, Instant};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+/// The binary under test: `$NETMGRD_BIN` when set (CI runs the suite again against the static
+/// musl build), else the one cargo built for this test run.
+pub fn netmgrd_bin() -> &'static str {
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("NETMGRD_BIN")
+            .ok()
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_netmgrd").to_string())
+    })
+}
+
 pub struct Netns {
     pub name: String,
     pub dir: PathBuf,
@@ -160,7 +172,7 @@ impl Daemon {
         let log = ns.dir.join("netmgrd.log");
         let log_file = std::fs::File::create(&log).expect("log file");
         let child = Command::new("ip")
-            .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_netmgrd"), "run", "--config"])
+            .args(["netns", "exec", &ns.name, netmgrd_bin(), "run", "--config"])
             .arg(&config_path)
             .arg("--socket")
             .arg(&socket)
