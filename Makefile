@@ -7,7 +7,7 @@ CARGO ?= cargo
 BIN := target/release/netmgrd
 APT_PACKAGES := libnftnl-dev libmnl-dev pkg-config nftables iproute2 socat busybox-static procps
 
-.PHONY: all build test lint deps demo bench fuzz install clean
+.PHONY: all build test lint deps static-deps static cross demo bench fuzz install clean
 
 all: build
 
@@ -43,6 +43,25 @@ demo: deps build
 bench: deps build
 	NETMGRD_BIN=$(CURDIR)/$(BIN) $(CARGO) bench --bench netmgrd
 
+# Static musl builds. The upstream libmnl/libnftnl release tarballs and their SHA256SUMS are
+# looked for in NFT_SOURCES (this repository's CI: ../shared/third_party).
+NFT_SOURCES ?= ../shared/third_party
+TARGET ?= aarch64
+STATIC_APT := musl-tools autoconf automake libtool pkgconf file binutils
+static-deps:
+	@missing=""; for p in $(STATIC_APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get update && apt-get install -y $$missing; fi
+	@python3 -c "import ziglang" 2>/dev/null || python3 -m pip install ziglang
+
+# target/x86_64-unknown-linux-musl/release/netmgrd
+static: static-deps
+	NFT_SOURCES=$(NFT_SOURCES) scripts/build-static.sh x86_64
+
+# TARGET=aarch64 -> target/aarch64-unknown-linux-musl/release/netmgrd;
+# TARGET=armv7 -> target/armv7-unknown-linux-musleabihf/release/netmgrd (nightly build-std)
+cross: static-deps
+	NFT_SOURCES=$(NFT_SOURCES) scripts/build-static.sh $(TARGET)
+
 # Fuzzes every parser that meets outside bytes for FUZZ_SECONDS each (libFuzzer, nightly,
 # cargo-fuzz). New corpus entries land in fuzz/corpus/TARGET; a crash or a hang (> 1 s per
 # input) stops with its input in fuzz/artifacts/TARGET: copy it to fuzz/regressions/TARGET,
@@ -60,7 +79,8 @@ fuzz: deps
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/sbin/netmgrd
 	@if [ ! -e $(DESTDIR)/etc/netmgrd/config.yaml ]; then \
-		install -D -m 0644 config/config.yaml $(DESTDIR)/etc/netmgrd/config.yaml; fi
+		install -D -m 0644 config/default.yaml $(DESTDIR)/etc/netmgrd/config.yaml; fi
+	install -D -m 0644 config/config.yaml $(DESTDIR)$(PREFIX)/share/netmgrd/config.example.yaml
 	install -D -m 0644 config/nftables.conf $(DESTDIR)$(PREFIX)/share/netmgrd/nftables.conf
 	@init="$(INIT)"; \
 	if [ -z "$$init" ]; then \

@@ -48,6 +48,19 @@ fn shipped_example_config_is_valid() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// What `make install` puts in /etc: no NAT, no forwarding, no Docker, no owned table.
+#[test]
+fn installed_default_config_is_safe() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.yaml");
+    let out = netmgrd(&["check", "--print", "--config", path]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "# netmgrd owns no table with this config\n");
+    let text = std::fs::read_to_string(path).unwrap();
+    for risky in ["nat:", "enable_forwarding", "docker:", "dnat", "masquerade"] {
+        assert!(!text.lines().any(|l| l.trim_start().starts_with(risky)), "{risky} in the default config");
+    }
+}
+
 #[test]
 fn version_help_and_usage_errors() {
     let out = netmgrd(&["--version"]);
