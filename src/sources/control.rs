@@ -2,7 +2,7 @@
 //! an `Event::Control`; the daemon's reply comes back through `deliver`.
 //!
 //! Limits keep a slow, idle or hostile client from hurting anyone else: lines of at most
-//! 4 KiB; at most 4 requests of one client in the daemon's hands at once, and none taken while
+//! 4 KiB; one request of a client in the daemon's hands at a time, and none taken while
 //! 64 KiB of its replies wait unread (a client that pipelines faster than it reads is
 //! throttled: its bytes stay in the kernel); at most 64 requests handed over per loop turn,
 //! all clients together; at most 64 clients, the longest-idle one evicted when a new one
@@ -26,7 +26,7 @@ pub const MAX_CLIENTS: usize = 64;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_BUDGET: usize = 16;
 /// Requests of one client handed to the daemon and not answered yet.
-const MAX_IN_FLIGHT: usize = 4;
+const MAX_IN_FLIGHT: usize = 1;
 /// No new request of a client is taken while this much of its output is unsent.
 const OUTPUT_HIGH: usize = 64 << 10;
 /// The socket is not read while this much unparsed input is buffered.
