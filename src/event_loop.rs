@@ -33,7 +33,7 @@ pub trait Source {
     fn expired(&mut self, _now: Instant, _events: &mut Vec<Event>) {}
     /// Something the daemon sends out; most sources ignore most messages.
     fn deliver(&mut self, _msg: &Outgoing) {}
-    /// After each turn: read what the turn itself caused, so it does not wake the next poll
+    /// After every turn, also one without events: read what the turn itself caused, so it does not wake the next poll
     /// (the nft monitor drains the notifications of netmgrd's own commits here). Events
     /// pushed here are handled at once.
     fn settle(&mut self, _events: &mut Vec<Event>) {}
@@ -88,18 +88,18 @@ pub fn run(sources: &mut [Box<dyn Source>], handler: &mut dyn Handler) -> Result
                 s.expired(now, &mut events);
             }
         }
-        if events.is_empty() {
-            continue;
-        }
-        let (out, stop) = handler.handle(std::mem::take(&mut events));
-        for msg in &out {
-            for s in sources.iter_mut() {
-                s.deliver(msg);
+        if !events.is_empty() {
+            let (out, stop) = handler.handle(std::mem::take(&mut events));
+            for msg in &out {
+                for s in sources.iter_mut() {
+                    s.deliver(msg);
+                }
+            }
+            if stop {
+                return Ok(());
             }
         }
-        if stop {
-            return Ok(());
-        }
+        // Every turn ends here, with or without events (per-turn budgets start again).
         for s in sources.iter_mut() {
             s.settle(&mut events);
         }
