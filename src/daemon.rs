@@ -6,7 +6,7 @@ use crate::config::OnExit;
 use crate::diff::{self, Applied, SetChange};
 use crate::elements::{Desired, Elem, Family, SetId, SetKind, TableRef};
 use crate::event::{EngineStatus, Event, NftCommit, SignalKind};
-use crate::event_loop::{Handler, Outgoing};
+use crate::event_loop::{Handler, Lifecycle, Outgoing};
 use crate::kernel::Kernel;
 use crate::managed::Owner;
 use crate::nft::NftError;
@@ -78,6 +78,8 @@ pub struct Daemon<K: Kernel> {
     /// A stale owned table from an earlier instance was looked for.
     owned_checked: bool,
     foreign: ForeignState,
+    /// `READY=1` went out (after the first complete reconcile).
+    ready_sent: bool,
     pub reloads: u64,
 }
 
@@ -112,6 +114,7 @@ impl<K: Kernel> Daemon<K> {
             owned: None,
             owned_checked: false,
             foreign: ForeignState::default(),
+            ready_sent: false,
             reloads: 0,
         };
         let _ = d.sync_owned_table(true);
@@ -437,6 +440,27 @@ impl<K: Kernel> Daemon<K> {
         diff::record(&mut self.applied, desired, changes);
     }
 
+    /// A reload between `RELOADING=1` and `READY=1`, whether it works or not (the old config
+    /// stays in force on failure, and the service is ready either way).
+    fn reload_notified(&mut self, out: &mut Vec<Outgoing>) -> Result<(), String> {
+        out.push(Outgoing::Lifecycle(Lifecycle::Reloading));
+        let result = self.reload(out);
+        if self.ready_sent {
+            out.push(Outgoing::Lifecycle(Lifecycle::Ready { status: self.short_status() }));
+        }
+        result
+    }
+
+    /// The `STATUS=` line for the service manager.
+    fn short_status(&self) -> String {
+        let elements: usize = self.applied.values().map(|e| e.len()).sum();
+        let unhealthy = self.health.values().filter(|h| **h != Health::Ok).count();
+        format!(
+            "{} managed set(s), {elements} element(s), {unhealthy} unhealthy",
+            self.setup.managed.sets().count()
+        )
+    }
+
     fn reload(&mut self, out: &mut Vec<Outgoing>) -> Result<(), String> {
         let setup = self.source.load().map_err(|e| e.to_string())?;
         let previous = std::mem::replace(&mut self.setup, setup);
@@ -746,13 +770,13 @@ impl<K: Kernel> Handler for Daemon<K> {
                 Event::Signal(SignalKind::Stop) => stop = true,
                 Event::Signal(SignalKind::Summary) => log::info!("{}", self.summary()),
                 Event::Signal(SignalKind::Reload) => {
-                    if let Err(e) = self.reload(&mut out) {
+                    if let Err(e) = self.reload_notified(&mut out) {
                         log::error!("reload failed, keeping the running config: {e}");
                         self.last_error = Some(e);
                     }
                 }
                 Event::ChildExited { pid, status } => log::debug!("child {pid} exited (status {status:#x})"),
-                Event::Control { client, request: Request::Reload } => match self.reload(&mut out) {
+                Event::Control { client, request: Request::Reload } => match self.reload_notified(&mut out) {
                     Ok(()) => requests.push((client, Request::Reload)),
                     Err(e) => {
                         log::error!("reload failed, keeping the running config: {e}");
@@ -779,11 +803,16 @@ impl<K: Kernel> Handler for Daemon<K> {
         }
         self.repair(commits, lost);
         self.reconcile();
+        if self.observed.net_ready && !self.ready_sent {
+            self.ready_sent = true;
+            out.push(Outgoing::Lifecycle(Lifecycle::Ready { status: self.short_status() }));
+        }
         for (client, request) in requests {
             let line = self.answer(request);
             out.push(Outgoing::Reply { client, line });
         }
         if stop {
+            out.push(Outgoing::Lifecycle(Lifecycle::Stopping));
             self.stop();
         }
         (out, stop)
@@ -922,6 +951,7 @@ mod tests {
         d.kernel_mut().declare(&set("inet filter", "wan_ipv6", SetKind::Ipv6Addr));
         let (out, _) = d.handle(vec![Event::Control { client: 1, request: Request::Resync }]);
         assert!(out.contains(&Outgoing::NetResync));
+        assert!(!out.iter().any(|o| matches!(o, Outgoing::Lifecycle(Lifecycle::Ready { .. }))), "ready once");
         assert_eq!(d.kernel().elements(&wan), Some(&elems(&["203.0.113.1"])));
         assert_eq!(d.status().zones["wan"].sets[0].health, HealthState::Ok);
     }
@@ -1099,5 +1129,29 @@ mod tests {
         d.handle(vec![commit(5, vec![change(ObjectKind::Set, "filter", Some("wan_ips"))])]);
         assert_eq!(d.kernel().elements(&wan).map(|e| e.len()), Some(4));
         assert_eq!(d.status().last_error, None);
+    }
+
+    #[test]
+    fn lifecycle_ready_once_after_the_first_reconcile_and_around_reloads() {
+        let mut d = daemon("interfaces: [{ name: eth0, zone: wan }]\n", |_, _| {});
+        let steps = |out: Vec<Outgoing>| -> Vec<Lifecycle> {
+            out.into_iter()
+                .filter_map(|o| if let Outgoing::Lifecycle(l) = o { Some(l) } else { None })
+                .collect()
+        };
+        assert!(
+            steps(d.handle(vec![Event::Signal(SignalKind::Summary)]).0).is_empty(),
+            "not before the dump"
+        );
+        let first = steps(d.handle(vec![snapshot(&[(2, "eth0")], vec![addr(2, "203.0.113.1/24")])]).0);
+        assert_eq!(
+            first,
+            vec![Lifecycle::Ready { status: "2 managed set(s), 1 element(s), 0 unhealthy".into() }]
+        );
+        let reload = steps(d.handle(vec![Event::Signal(SignalKind::Reload)]).0);
+        assert_eq!(reload.len(), 2);
+        assert_eq!(reload[0], Lifecycle::Reloading);
+        assert!(matches!(reload[1], Lifecycle::Ready { .. }));
+        assert_eq!(steps(d.handle(vec![Event::Signal(SignalKind::Stop)]).0), vec![Lifecycle::Stopping]);
     }
 }

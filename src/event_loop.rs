@@ -17,6 +17,19 @@ pub enum Outgoing {
     DockerSocket(Option<std::path::PathBuf>),
     /// The config was reloaded (the control source binds its socket again if it was deleted).
     Reloaded,
+    /// A step of the daemon's life, for the service manager.
+    Lifecycle(Lifecycle),
+}
+
+/// Steps the service manager hears about (systemd `sd_notify` semantics).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// Serving: after the first complete reconcile, and after each reload.
+    Ready { status: String },
+    /// A reload starts.
+    Reloading,
+    /// Stopping.
+    Stopping,
 }
 
 /// One input of the loop: owns its fds, turns readiness into events.

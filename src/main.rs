@@ -7,8 +7,8 @@ use netmgrd::kernel::NftKernel;
 use netmgrd::nft::Nft;
 use netmgrd::setup::Setup;
 use netmgrd::sources::{
-    control::ControlSource, docker::DockerSource, nft_monitor::NftMonitorSource, rtnetlink::RtnlSource,
-    signals::SignalSource,
+    control::ControlSource, docker::DockerSource, nft_monitor::NftMonitorSource, notify::NotifySource,
+    rtnetlink::RtnlSource, signals::SignalSource,
 };
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
@@ -184,6 +184,9 @@ fn run(args: Args) -> ExitCode {
         log::error!("{what}: {e}");
         ExitCode::FAILURE
     };
+    // Taken out of the environment while single-threaded, so no child notifies for us.
+    let notify = NotifySource::from_env_value(std::env::var("NOTIFY_SOCKET").ok());
+    std::env::remove_var("NOTIFY_SOCKET");
     // Signals first, so a TERM during start-up is not lost.
     let signals = match SignalSource::install() {
         Ok(s) => s,
@@ -219,8 +222,14 @@ fn run(args: Args) -> ExitCode {
         config.control.socket.display()
     );
     let mut daemon = Daemon::new(setup, source, NftKernel::new(nft));
-    let mut sources: Vec<Box<dyn Source>> =
-        vec![Box::new(signals), Box::new(rtnl), Box::new(monitor), Box::new(control), Box::new(docker)];
+    let mut sources: Vec<Box<dyn Source>> = vec![
+        Box::new(signals),
+        Box::new(rtnl),
+        Box::new(monitor),
+        Box::new(control),
+        Box::new(docker),
+        Box::new(notify),
+    ];
     match event_loop::run(&mut sources, &mut daemon) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail("event loop", &e),

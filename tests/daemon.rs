@@ -655,3 +655,34 @@ fn half_written_config_on_hup_keeps_the_daemon_serving() {
     ns.sh("ip addr add 203.0.113.44/24 dev wan0");
     assert!(wait_until(WAIT, || elems(&ns, "wan_ips") == set_of(&["203.0.113.44"])));
 }
+
+/// systemd readiness (`Type=notify`) through a test listener on `$NOTIFY_SOCKET`.
+#[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
+fn readiness_is_notified_on_start_reload_and_stop() {
+    use std::os::unix::net::UnixDatagram;
+    let ns = setup("notify");
+    let path = ns.dir.join("notify.sock");
+    let listener = UnixDatagram::bind(&path).unwrap();
+    listener.set_read_timeout(Some(WAIT)).unwrap();
+    let next = || {
+        let mut buf = [0u8; 512];
+        let n = listener.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    };
+    let mut d = Daemon::spawn_env(&ns, CONFIG, &[("NOTIFY_SOCKET", path.to_str().unwrap())]);
+    let ready = next();
+    assert!(ready.starts_with("READY=1\nSTATUS=4 managed set(s)"), "{ready}");
+    // READY comes after the first complete reconcile: the sets are readable and served.
+    assert_eq!(d.ctl("status")["result"]["ready"], Value::Bool(true));
+    d.signal("HUP");
+    let reloading = next();
+    assert!(reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{reloading}");
+    let usec: u64 =
+        reloading.lines().nth(1).and_then(|l| l.strip_prefix("MONOTONIC_USEC=")).unwrap().parse().unwrap();
+    assert!(usec > 0);
+    assert!(next().starts_with("READY=1\n"));
+    d.signal("TERM");
+    assert!(next().starts_with("STOPPING=1"));
+    assert_eq!(d.wait_exit(WAIT), Some(0));
+}

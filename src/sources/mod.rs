@@ -2,5 +2,6 @@
 pub mod control;
 pub mod docker;
 pub mod nft_monitor;
+pub mod notify;
 pub mod rtnetlink;
 pub mod signals;

@@ -1,4 +1,5 @@
 //! The thin libc edge: everything here is `unsafe` FFI with a safe signature.
+pub mod clock;
 pub mod fd;
 pub mod poll;
 pub mod spawn;

@@ -166,6 +166,11 @@ impl Daemon {
     }
 
     pub fn spawn(ns: &Netns, config: &str) -> Daemon {
+        Daemon::spawn_env(ns, config, &[])
+    }
+
+    /// `spawn` with extra environment variables for netmgrd.
+    pub fn spawn_env(ns: &Netns, config: &str, env: &[(&str, &str)]) -> Daemon {
         let config_path = ns.dir.join("config.yaml");
         std::fs::write(&config_path, config).expect("write config");
         let socket = ns.dir.join("ctl.sock");
@@ -177,6 +182,7 @@ impl Daemon {
             .arg("--socket")
             .arg(&socket)
             .args(["--log-level", "debug", "--log-target", "stderr"])
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)
