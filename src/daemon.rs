@@ -597,6 +597,8 @@ impl<K: Kernel> Daemon<K> {
         Status {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
+            uid: crate::sys::privilege::current().0,
+            cap_eff: crate::sys::privilege::current().1,
             uptime_s: self.started.elapsed().as_secs(),
             config: self.source.path.display().to_string(),
             ready: self.observed.net_ready,

@@ -21,7 +21,7 @@ const USAGE: &str = "\
 netmgrd: keeps nftables sets in step with interface addresses
 
 usage:
-  netmgrd [run] [--config PATH] [--socket PATH] [--log-level LEVEL] [--log-target stderr|syslog|auto]
+  netmgrd [run] [--config PATH] [--socket PATH] [--user NAME] [--log-level LEVEL] [--log-target stderr|syslog|auto]
   netmgrd check [--print] [--config PATH]
   netmgrd ctl [--socket PATH] [--config PATH] [--json] COMMAND
   netmgrd --version | --help
@@ -35,6 +35,7 @@ struct Args {
     command: String,
     config: Option<PathBuf>,
     socket: Option<PathBuf>,
+    user: Option<String>,
     log_level: Option<LogLevel>,
     log_target: Option<LogTarget>,
     json: bool,
@@ -78,6 +79,7 @@ fn parse_args(argv: Vec<String>) -> Result<Args, String> {
                     _ => return Err(format!("unknown log target `{v}`")),
                 });
             }
+            "--user" | "-u" => args.user = Some(take(&mut it)?),
             "--json" => args.json = true,
             "--print" => args.print = true,
             "--help" | "-h" => args.command = "help".into(),
@@ -213,6 +215,14 @@ fn run(args: Args) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail("cannot start", &e),
     };
+    // Everything that needs root is open: become the configured user with CAP_NET_ADMIN only.
+    if let Some(user) = args.user.clone().or_else(|| config.user.clone()) {
+        let dropped = netmgrd::sys::privilege::lookup(&user).and_then(netmgrd::sys::privilege::drop_to);
+        match dropped {
+            Ok(()) => log::info!("running as `{user}` with CAP_NET_ADMIN only"),
+            Err(e) => return fail(&format!("cannot run as `{user}`"), &e),
+        }
+    }
     let docker = DockerSource::new(source.docker_socket(&setup));
     set_log_level(&setup, &source);
     log::info!(

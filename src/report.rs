@@ -134,6 +134,11 @@ pub struct DockerReport {
 pub struct Status {
     pub version: String,
     pub pid: u32,
+    /// The uid netmgrd runs as and its effective capabilities (`CapEff`, hex).
+    #[serde(default)]
+    pub uid: u32,
+    #[serde(default)]
+    pub cap_eff: String,
     pub uptime_s: u64,
     pub config: String,
     /// False until the first rtnetlink dump.
@@ -176,9 +181,11 @@ pub struct RepairReport {
 impl Status {
     pub fn render(&self) -> String {
         let mut out = format!(
-            "netmgrd {} (pid {}), up {}s, config {}{}\n",
+            "netmgrd {} (pid {}, uid {}, CapEff {}), up {}s, config {}{}\n",
             self.version,
             self.pid,
+            self.uid,
+            self.cap_eff,
             self.uptime_s,
             self.config,
             if self.ready { "" } else { " (waiting for the first rtnetlink dump)" }
@@ -331,6 +338,8 @@ mod tests {
         let status = Status {
             version: "0.1.0".into(),
             pid: 7,
+            uid: 0,
+            cap_eff: "000001ffffffffff".into(),
             uptime_s: 3,
             config: "/etc/netmgrd/config.yaml".into(),
             ready: true,

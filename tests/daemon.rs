@@ -686,3 +686,43 @@ fn readiness_is_notified_on_start_reload_and_stop() {
     assert!(next().starts_with("STOPPING=1"));
     assert_eq!(d.wait_exit(WAIT), Some(0));
 }
+
+/// `--user nobody`: after start-up netmgrd runs as uid 65534 with CAP_NET_ADMIN only, and
+/// addresses, reloads, NAT, sysctls and repairs still work.
+#[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
+fn runs_unprivileged_with_cap_net_admin_only() {
+    let ns = setup("user");
+    ns.sh("echo 0 > /proc/sys/net/ipv4/ip_forward");
+    let nat = "nat:\n  enable_forwarding: true\n  dnat:\n    - { in_interface: wan0, proto: tcp, port: 2222, to: \"192.0.2.10:22\" }\n";
+    let config = format!("{CONFIG}{nat}");
+    let d = Daemon::spawn_with(&ns, &config, &[], &["--user", "nobody"]);
+    assert!(
+        wait_until(WAIT, || d.try_ctl("status").is_some_and(|v| v["result"]["ready"] == Value::Bool(true))),
+        "{}",
+        d.log_text()
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid_cached())).unwrap();
+    let field = |k: &str| status.lines().find_map(|l| l.strip_prefix(k)).unwrap().trim().to_string();
+    assert_eq!(field("Uid:").split_whitespace().collect::<Vec<_>>(), vec!["65534"; 4]);
+    assert_eq!(field("CapEff:"), "0000000000001000", "CAP_NET_ADMIN only");
+    assert_eq!(field("CapPrm:"), "0000000000001000");
+    assert_eq!(field("CapInh:"), "0000000000000000");
+    assert_eq!(field("NoNewPrivs:"), "1");
+    let s = d.ctl("status")["result"].clone();
+    assert_eq!((s["uid"].as_u64(), s["cap_eff"].as_str()), (Some(65534), Some("0000000000001000")));
+
+    assert_eq!(ns.sh("cat /proc/sys/net/ipv4/ip_forward").trim(), "1", "{}", d.log_text());
+    ns.sh("ip addr add 203.0.113.60/24 dev wan0");
+    assert!(wait_until(WAIT, || elems(&ns, "wan_ips") == set_of(&["203.0.113.60"])), "{}", d.log_text());
+    assert!(wait_until(WAIT, || ns.set_elements("inet netmgrd", "dnat4").unwrap_or_default().len() == 1));
+    ns.sh("nft delete table inet netmgrd");
+    assert!(wait_until(WAIT, || ns.set_elements("inet netmgrd", "dnat4").unwrap_or_default().len() == 1));
+    std::fs::write(
+        &d.config,
+        format!("{config}    - {{ in_interface: wan0, proto: tcp, port: 2223, to: \"192.0.2.10:23\" }}\n"),
+    )
+    .unwrap();
+    assert_eq!(d.ctl("reload")["ok"], Value::Bool(true), "{}", d.log_text());
+    assert!(wait_until(WAIT, || ns.set_elements("inet netmgrd", "dnat4").unwrap_or_default().len() == 2));
+}

@@ -68,6 +68,8 @@ pub struct Config {
     pub docker: Option<DockerConfig>,
     /// `None`: no NAT or forward rules (the section is absent).
     pub nat: Option<NatConfig>,
+    /// Run as this user with `CAP_NET_ADMIN` only (`--user` wins); read at start only.
+    pub user: Option<String>,
     /// Things worth a warning that do not stop netmgrd (ignored legacy keys).
     pub warnings: Vec<String>,
 }
@@ -138,6 +140,7 @@ impl Config {
             zones: raw.zones,
             docker: raw.docker,
             nat: raw.nat,
+            user: raw.user,
             warnings,
         };
         if let Some(nat) = &mut config.nat {

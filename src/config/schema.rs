@@ -468,6 +468,9 @@ pub struct NatConfig {
 pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) log: LogConfig,
+    /// Run as this user (name or uid) with `CAP_NET_ADMIN` only, once the sockets are open.
+    #[serde(default)]
+    pub(super) user: Option<String>,
     #[serde(default)]
     pub(super) control: Option<ControlConfig>,
     #[serde(default)]

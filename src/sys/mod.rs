@@ -2,5 +2,6 @@
 pub mod clock;
 pub mod fd;
 pub mod poll;
+pub mod privilege;
 pub mod spawn;
 pub mod sysctl;

@@ -171,6 +171,11 @@ impl Daemon {
 
     /// `spawn` with extra environment variables for netmgrd.
     pub fn spawn_env(ns: &Netns, config: &str, env: &[(&str, &str)]) -> Daemon {
+        Daemon::spawn_with(ns, config, env, &[])
+    }
+
+    /// `spawn` with extra environment variables and extra `run` arguments.
+    pub fn spawn_with(ns: &Netns, config: &str, env: &[(&str, &str)], args: &[&str]) -> Daemon {
         let config_path = ns.dir.join("config.yaml");
         std::fs::write(&config_path, config).expect("write config");
         let socket = ns.dir.join("ctl.sock");
@@ -182,6 +187,7 @@ impl Daemon {
             .arg("--socket")
             .arg(&socket)
             .args(["--log-level", "debug", "--log-target", "stderr"])
+            .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
