@@ -5,7 +5,7 @@ DESTDIR ?=
 INIT ?=
 CARGO ?= cargo
 BIN := target/release/netmgrd
-APT_PACKAGES := libnftnl-dev libmnl-dev pkg-config nftables iproute2 socat busybox-static procps
+APT_PACKAGES := libnftnl-dev libmnl-dev pkg-config nftables iproute2 socat busybox-static procps shellcheck
 
 .PHONY: all build test lint deps static-deps static cross demo bench fuzz install clean
 

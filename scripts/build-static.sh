@@ -30,6 +30,9 @@ case "$ARCH" in
 esac
 
 "$ROOT/scripts/build-sysroot.sh" "$ARCH" "$SR"
+if [ -n "$BUILD_STD" ] && command -v rustup >/dev/null; then
+    rustup component add rust-src --toolchain nightly
+fi
 if [ -z "$TOOLCHAIN" ] && command -v rustup >/dev/null && ! rustup target list --installed | grep -qx "$TRIPLE"; then
     rustup target add "$TRIPLE"
 fi

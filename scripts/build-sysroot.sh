@@ -39,8 +39,8 @@ case "$ARCH" in
     x86_64)
         HOST=x86_64-linux-musl
         CC=musl-gcc
-        AR=ar
-        RANLIB=ranlib
+        AR="ar"
+        RANLIB="ranlib"
         # musl-gcc hides /usr/include; the kernel headers libmnl needs are copied in (never
         # -I/usr/include, which would pull in glibc's headers).
         mkdir -p "$SYSROOT/usr/include"
