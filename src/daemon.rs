@@ -80,6 +80,9 @@ pub struct Daemon<K: Kernel> {
     foreign: ForeignState,
     /// `READY=1` went out (after the first complete reconcile).
     ready_sent: bool,
+    metrics: crate::metrics::Metrics,
+    /// When the current turn's events arrived (the loop woke for them).
+    turn_started: Instant,
     pub reloads: u64,
 }
 
@@ -115,6 +118,8 @@ impl<K: Kernel> Daemon<K> {
             owned_checked: false,
             foreign: ForeignState::default(),
             ready_sent: false,
+            metrics: crate::metrics::Metrics::default(),
+            turn_started: Instant::now(),
             reloads: 0,
         };
         let _ = d.sync_owned_table(true);
@@ -437,6 +442,9 @@ impl<K: Kernel> Daemon<K> {
         for c in changes {
             log::info!("{}: {}", c.set, describe(c));
         }
+        let added = changes.iter().map(|c| c.add.len()).sum();
+        let removed = changes.iter().map(|c| c.del.len()).sum();
+        self.metrics.observe_commit(self.turn_started.elapsed(), added, removed);
         diff::record(&mut self.applied, desired, changes);
     }
 
@@ -521,6 +529,7 @@ impl<K: Kernel> Daemon<K> {
             Request::Sets => reply(&self.sets()),
             Request::Containers => reply(&self.containers()),
             Request::Ruleset => reply(&self.ruleset()),
+            Request::Metrics => reply(&self.metrics_text()),
             Request::Help => reply(
                 &COMMANDS
                     .iter()
@@ -622,6 +631,27 @@ impl<K: Kernel> Daemon<K> {
             reloads: self.reloads,
             last_error: self.last_error.clone(),
         }
+    }
+
+    /// `ctl metrics`: Prometheus text.
+    pub fn metrics_text(&self) -> String {
+        let sets = self
+            .setup
+            .managed
+            .sets()
+            .map(|s| {
+                let n = self.applied.get(s).map_or(0, |e| e.len());
+                (s.to_string(), n, self.health.get(s) == Some(&Health::Ok))
+            })
+            .collect();
+        crate::metrics::render(&crate::metrics::Snapshot {
+            batches: self.kernel.batches_sent(),
+            reloads: self.reloads,
+            repairs: self.foreign.repaired,
+            docker_reconnects: self.engine.as_ref().map_or(0, |e| e.reconnects),
+            sets,
+            metrics: &self.metrics,
+        })
     }
 
     /// One line of state for `SIGUSR1`.
@@ -762,6 +792,7 @@ pub fn set_log_level(setup: &Setup, source: &ConfigSource) {
 
 impl<K: Kernel> Handler for Daemon<K> {
     fn handle(&mut self, events: Vec<Event>) -> (Vec<Outgoing>, bool) {
+        self.turn_started = Instant::now();
         let mut out = Vec::new();
         let mut requests = Vec::new();
         let mut stop = false;

@@ -35,6 +35,7 @@ pub mod kernel;
 pub mod logging;
 pub mod managed;
 pub mod matching;
+pub mod metrics;
 pub mod nft;
 pub mod observed;
 pub mod owned;

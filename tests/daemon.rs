@@ -726,3 +726,32 @@ fn runs_unprivileged_with_cap_net_admin_only() {
     assert_eq!(d.ctl("reload")["ok"], Value::Bool(true), "{}", d.log_text());
     assert!(wait_until(WAIT, || ns.set_elements("inet netmgrd", "dnat4").unwrap_or_default().len() == 2));
 }
+
+/// `netmgrd ctl metrics`: Prometheus text a textfile collector can take as is.
+#[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
+fn metrics_in_prometheus_text() {
+    let ns = setup("metrics");
+    let d = Daemon::start(&ns, CONFIG);
+    ns.sh("ip addr add 203.0.113.70/24 dev wan0 && ip addr add 203.0.113.71/24 dev wan0");
+    assert!(wait_until(WAIT, || elems(&ns, "wan_ips").len() == 2));
+    let out = std::process::Command::new(common::netmgrd_bin())
+        .args(["ctl", "--socket"])
+        .arg(&d.socket)
+        .arg("metrics")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let value = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(value("netmgrd_elements_added_total") >= 2, "{text}");
+    assert!(value("netmgrd_event_to_commit_seconds_count") >= 1, "{text}");
+    assert!(text.contains("netmgrd_set_elements{set=\"inet filter wan_ips\"} 2"), "{text}");
+    assert!(text.contains("netmgrd_set_error{set=\"inet filter wan_ips\"} 0"), "{text}");
+    assert!(text.lines().all(|l| l.starts_with('#') || l.starts_with("netmgrd_") || l.is_empty()), "{text}");
+}

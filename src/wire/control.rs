@@ -17,6 +17,7 @@ pub enum Request {
     Resync,
     Containers,
     Ruleset,
+    Metrics,
     Help,
 }
 
@@ -29,6 +30,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("resync", "re-read every managed set and re-dump links and addresses, then reconcile"),
     ("ruleset", "the table netmgrd owns as nft text, with its current elements"),
     ("containers", "running containers netmgrd tracks: name, id, addresses per network, ports, sets"),
+    ("metrics", "counters and the event-to-commit latency histogram in Prometheus text format"),
     ("help", "this list"),
 ];
 
@@ -46,6 +48,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
         "resync" => Request::Resync,
         "containers" => Request::Containers,
         "ruleset" => Request::Ruleset,
+        "metrics" => Request::Metrics,
         "help" => Request::Help,
         _ => {
             let shown: String = cmd.chars().take(64).collect();
