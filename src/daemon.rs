@@ -371,6 +371,10 @@ impl<K: Kernel> Daemon<K> {
         if !self.observed.docker_ready {
             changes.retain(|c| !self.setup.managed.from_containers(&c.set));
         }
+        // Likewise cgroup sets until the first scan of the cgroup tree.
+        if !self.observed.cgroups_ready {
+            changes.retain(|c| !matches!(self.setup.managed.owner(&c.set), Some(Owner::Cgroup(_))));
+        }
         changes
     }
 
@@ -613,6 +617,11 @@ impl<K: Kernel> Daemon<K> {
             ready: self.observed.net_ready,
             zones,
             docker,
+            cgroup_sets: managed
+                .iter()
+                .filter(|(o, _)| matches!(o, Owner::Cgroup(_)))
+                .map(|(_, s)| self.set_summary(s))
+                .collect(),
             owned_sets: managed
                 .iter()
                 .filter(|(o, _)| matches!(o, Owner::Owned(_)))

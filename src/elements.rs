@@ -136,6 +136,8 @@ pub enum SetKind {
     Pair4,
     /// Owned set `ipv6_addr . ipv6_addr`.
     Pair6,
+    /// `typeof socket cgroupv2 level N`: cgroup ids (8 bytes, host order).
+    Cgroup,
 }
 
 impl SetKind {
@@ -169,7 +171,7 @@ impl SetKind {
         match self {
             SetKind::Ipv4Addr | SetKind::Ipv4Net => 4,
             SetKind::Ipv6Addr | SetKind::Ipv6Net => 16,
-            SetKind::Publish4 | SetKind::Publish6 | SetKind::Pair4 => 8,
+            SetKind::Publish4 | SetKind::Publish6 | SetKind::Pair4 | SetKind::Cgroup => 8,
             SetKind::PublishBound4 => 12,
             SetKind::PublishBound6 | SetKind::Forward4 | SetKind::Forward6 => 24,
             SetKind::Pair6 => 32,
@@ -200,6 +202,7 @@ impl SetKind {
             SetKind::Forward4 | SetKind::Forward6 => (TYPE_IFNAME << 6 | TYPE_PROTO) << 6 | TYPE_SERVICE,
             SetKind::Pair4 => TYPE_IPV4 << 6 | TYPE_IPV4,
             SetKind::Pair6 => TYPE_IPV6 << 6 | TYPE_IPV6,
+            SetKind::Cgroup => TYPE_CGROUPV2,
         }
     }
 
@@ -218,6 +221,7 @@ impl SetKind {
             SetKind::Forward6 => "type ifname . inet_proto . inet_service : ipv6_addr . inet_service",
             SetKind::Pair4 => "type ipv4_addr . ipv4_addr",
             SetKind::Pair6 => "type ipv6_addr . ipv6_addr",
+            SetKind::Cgroup => "typeof socket cgroupv2 level N",
         }
     }
 }
@@ -227,6 +231,7 @@ const TYPE_IPV6: u32 = 8;
 const TYPE_PROTO: u32 = 12;
 const TYPE_SERVICE: u32 = 13;
 const TYPE_IFNAME: u32 = 41;
+const TYPE_CGROUPV2: u32 = 46;
 
 /// An interface name as the kernel compares it: 16 bytes, NUL padded.
 pub type IfName = [u8; 16];
@@ -272,6 +277,8 @@ pub enum Elem {
         to: IpAddr,
         to_port: u16,
     },
+    /// A cgroup v2 id (the inode number of its directory).
+    Cgroup(u64),
     /// Two addresses (hairpin set): `a . b`.
     Pair(IpAddr, IpAddr),
     /// A port forward: `"iface" . proto . port : to . to_port`.
@@ -295,6 +302,7 @@ impl fmt::Display for Elem {
                 write!(f, "{proto} . {port} : {to} . {to_port}")
             }
             Elem::Pair(a, b) => write!(f, "{a} . {b}"),
+            Elem::Cgroup(id) => write!(f, "{id}"),
             Elem::PortForward { iface, proto, port, to, to_port } => {
                 let end = iface.iter().position(|b| *b == 0).unwrap_or(iface.len());
                 let name = String::from_utf8_lossy(&iface[..end]);

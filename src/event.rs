@@ -57,6 +57,18 @@ pub enum Event {
     /// nftables notifications were lost (`ENOBUFS`, a message that does not decode): what
     /// netmgrd manages may have changed unseen.
     NftLost(String),
+    /// Every cgroup under the cgroup root (paths relative to it, with ids) after a full scan:
+    /// replaces what was known.
+    CgroupSnapshot(Vec<(String, u64)>),
+    /// A cgroup directory appeared.
+    CgroupAdded {
+        path: String,
+        id: u64,
+    },
+    /// A cgroup directory, and everything below it, went.
+    CgroupRemoved {
+        path: String,
+    },
     /// A child process ended (reaped on `SIGCHLD`): its pid and raw wait status, so the
     /// source that spawned it can learn how it ended.
     ChildExited {

@@ -7,8 +7,8 @@ use netmgrd::kernel::NftKernel;
 use netmgrd::nft::Nft;
 use netmgrd::setup::Setup;
 use netmgrd::sources::{
-    control::ControlSource, docker::DockerSource, nft_monitor::NftMonitorSource, notify::NotifySource,
-    rtnetlink::RtnlSource, signals::SignalSource,
+    cgroups::CgroupSource, control::ControlSource, docker::DockerSource, nft_monitor::NftMonitorSource,
+    notify::NotifySource, rtnetlink::RtnlSource, signals::SignalSource,
 };
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
@@ -215,6 +215,25 @@ fn run(args: Args) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail("cannot start", &e),
     };
+    // Cgroups are followed when the config asks at start (a reload changes the sets, not this).
+    let cgroups = match &config.cgroups {
+        Some(c) => {
+            if c.watch == netmgrd::config::CgroupWatch::Journal {
+                log::warn!("cgroups.watch: journal is not built yet; following the cgroup tree with inotify");
+            }
+            match c.root.clone().or_else(netmgrd::sources::cgroups::find_root) {
+                Some(root) if !root.is_dir() => {
+                    return fail("cgroups", &format!("cgroups.root {} is not a directory", root.display()))
+                }
+                Some(root) => match CgroupSource::open(&root) {
+                    Ok(s) => Some(s),
+                    Err(e) => return fail(&format!("cannot watch cgroups under {}", root.display()), &e),
+                },
+                None => return fail("cgroups", &"no cgroup2 mount in /proc/self/mounts; set cgroups.root"),
+            }
+        }
+        None => None,
+    };
     // Everything that needs root is open: become the configured user with CAP_NET_ADMIN only.
     if let Some(user) = args.user.clone().or_else(|| config.user.clone()) {
         let dropped = netmgrd::sys::privilege::lookup(&user).and_then(netmgrd::sys::privilege::drop_to);
@@ -240,6 +259,9 @@ fn run(args: Args) -> ExitCode {
         Box::new(docker),
         Box::new(notify),
     ];
+    if let Some(c) = cgroups {
+        sources.push(Box::new(c));
+    }
     match event_loop::run(&mut sources, &mut daemon) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail("event loop", &e),

@@ -13,6 +13,8 @@ pub enum Owner {
     Zone(String),
     /// Container addresses for `docker.sets[i]`.
     Docker(usize),
+    /// Cgroup ids for `cgroups.sets[i]`.
+    Cgroup(usize),
     /// The owned table's publish maps and hairpin sets (`docker.publish`).
     Publish,
     /// Another set of the owned table; `OwnedFill` says where its elements come from.
@@ -41,6 +43,7 @@ impl Owner {
         match self {
             Owner::Zone(z) => format!("zone {z}"),
             Owner::Docker(i) => format!("docker.sets[{i}]"),
+            Owner::Cgroup(i) => format!("cgroups.sets[{i}]"),
             Owner::Publish => "docker.publish".to_string(),
             Owner::Owned(_) => "owned table".to_string(),
         }
@@ -92,7 +95,7 @@ impl Managed {
     }
 }
 
-/// The managed sets in the admin's tables: every zone's sets, then every docker set.
+/// The managed sets in the admin's tables: every zone's sets, every docker set, every cgroup set.
 pub fn admin_sets(config: &Config) -> Vec<(Owner, SetId)> {
     let mut out = Vec::new();
     for zone in config.zone_names() {
@@ -117,6 +120,10 @@ pub fn admin_sets(config: &Config) -> Vec<(Owner, SetId)> {
                 out.push((Owner::Docker(i), SetId { table: table.clone(), name: name.clone(), kind }));
             }
         }
+    }
+    for (i, c) in config.cgroups.iter().flat_map(|c| c.sets.iter()).enumerate() {
+        let table = c.table.clone().unwrap_or_else(|| config.nftables.table.clone());
+        out.push((Owner::Cgroup(i), SetId { table, name: c.set.clone(), kind: SetKind::Cgroup }));
     }
     out
 }

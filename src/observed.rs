@@ -19,6 +19,10 @@ pub struct Observed {
     pub containers: BTreeMap<String, Container>,
     /// False until the first full Docker sync: until then docker sets are left alone.
     pub docker_ready: bool,
+    /// Cgroups by path relative to the cgroup root, with their ids (directory inodes).
+    pub cgroups: BTreeMap<String, u64>,
+    /// False until the first cgroup scan: until then cgroup sets are left alone.
+    pub cgroups_ready: bool,
 }
 
 impl Observed {
@@ -64,6 +68,20 @@ impl Observed {
             }
             Event::ContainerUp(c) => self.containers.remove(&c.id).is_some(),
             Event::ContainerGone(id) => self.containers.remove(id).is_some(),
+            Event::CgroupSnapshot(list) => {
+                let fresh: BTreeMap<String, u64> = list.iter().cloned().collect();
+                let changed = fresh != self.cgroups || !self.cgroups_ready;
+                self.cgroups = fresh;
+                self.cgroups_ready = true;
+                changed
+            }
+            Event::CgroupAdded { path, id } => self.cgroups.insert(path.clone(), *id) != Some(*id),
+            Event::CgroupRemoved { path } => {
+                let below = format!("{path}/");
+                let before = self.cgroups.len();
+                self.cgroups.retain(|p, _| p != path && !p.starts_with(&below));
+                self.cgroups.len() != before
+            }
             Event::NetResyncing
             | Event::Engine(_)
             | Event::Control { .. }

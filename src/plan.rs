@@ -6,7 +6,7 @@
 
 pub use crate::elements::Desired;
 
-use crate::config::{Config, DockerSetConfig};
+use crate::config::{CgroupSetConfig, Config, DockerSetConfig};
 use crate::elements::{Elem, SetId, SetKind};
 use crate::event::Address;
 use crate::managed::{OwnedFill, Owner};
@@ -106,6 +106,27 @@ fn docker_elements(entry: &DockerSetConfig, set: &SetId, observed: &Observed) ->
         .collect()
 }
 
+/// Ids of the cgroups a cgroup set takes: a unit glob matching the directory name, or a path
+/// glob matching the path below the root, at the set's level when it has one (a cgroup at
+/// another depth can never match `socket cgroupv2 level N`).
+pub fn cgroup_elements(entry: &CgroupSetConfig, observed: &Observed) -> BTreeSet<Elem> {
+    observed
+        .cgroups
+        .iter()
+        .filter(|(path, _)| cgroup_matches(entry, path))
+        .filter(|(path, _)| entry.level.is_none_or(|l| path.split('/').count() as u32 == l))
+        .map(|(_, id)| Elem::Cgroup(*id))
+        .collect()
+}
+
+/// Whether a cgroup path (relative to the root) is named by the entry, whatever its depth.
+pub fn cgroup_matches(entry: &CgroupSetConfig, path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    !path.is_empty()
+        && (entry.units.iter().any(|g| matching::glob(g, name))
+            || entry.paths.iter().any(|g| matching::glob(g, path)))
+}
+
 /// The desired elements of every managed set, each owner filling its own.
 pub fn plan(setup: &Setup, observed: &Observed) -> Desired {
     let config = &setup.config;
@@ -117,6 +138,12 @@ pub fn plan(setup: &Setup, observed: &Observed) -> Desired {
         let elems = match owner {
             Owner::Zone(zone) => zone_elements(config, zone, set, observed),
             Owner::Docker(i) => docker.get(*i).map(|d| docker_elements(d, set, observed)).unwrap_or_default(),
+            Owner::Cgroup(i) => config
+                .cgroups
+                .as_ref()
+                .and_then(|c| c.sets.get(*i))
+                .map(|c| cgroup_elements(c, observed))
+                .unwrap_or_default(),
             Owner::Publish => {
                 publish.push(set);
                 continue;
@@ -347,6 +374,24 @@ mod tests {
         assert_eq!(elems(&d, "publish_ipv6"), vec!["2001:db8::9"]);
         let docker_ips = d.keys().find(|k| k.name == "docker_ips").unwrap();
         assert!(!cfg.managed.from_containers(docker_ips), "reconcile must not hold it back for Docker");
+    }
+
+    #[test]
+    fn cgroups_by_unit_name_or_path_at_the_sets_level() {
+        let cfg = config("cgroups:\n  sets:\n    - { set: mail, units: [postfix.service, \"app-*.scope\"] }\n    - { set: sys, paths: [\"system.slice/*.service\"], level: 2 }\n");
+        let mut o = Observed::default();
+        o.apply(&Event::CgroupSnapshot(vec![
+            ("system.slice".into(), 10),
+            ("system.slice/postfix.service".into(), 11),
+            ("system.slice/sshd.service".into(), 12),
+            ("user.slice/user-1000.slice/app-firefox.scope".into(), 13),
+            ("system.slice/sshd.service/deep".into(), 14),
+        ]));
+        let d = plan(&cfg, &o);
+        assert_eq!(elems(&d, "mail"), vec!["11", "13"]);
+        assert_eq!(elems(&d, "sys"), vec!["11", "12"], "level 2 only: not deep/, not the slice");
+        o.apply(&Event::CgroupRemoved { path: "system.slice".into() });
+        assert!(elems(&plan(&cfg, &o), "sys").is_empty(), "a removed parent takes its children");
     }
 
     #[test]

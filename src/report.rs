@@ -145,6 +145,9 @@ pub struct Status {
     pub ready: bool,
     pub zones: BTreeMap<String, ZoneReport>,
     pub docker: Option<DockerReport>,
+    /// Sets of cgroup ids (`cgroups.sets`).
+    #[serde(default)]
+    pub cgroup_sets: Vec<SetSummary>,
     /// The owned table's sets other than the publish maps.
     #[serde(default)]
     pub owned_sets: Vec<SetSummary>,
@@ -216,6 +219,12 @@ impl Status {
                 d.engine.reconnects
             );
             for set in &d.sets {
+                out.push_str(&set.line());
+            }
+        }
+        if !self.cgroup_sets.is_empty() {
+            out.push_str("cgroups\n");
+            for set in &self.cgroup_sets {
                 out.push_str(&set.line());
             }
         }
@@ -359,6 +368,7 @@ mod tests {
             .into(),
             docker: None,
             owned_sets: vec![],
+            cgroup_sets: vec![],
             foreign_changes: ForeignReport {
                 repaired: 12,
                 lost: 0,

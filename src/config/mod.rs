@@ -68,6 +68,8 @@ pub struct Config {
     pub docker: Option<DockerConfig>,
     /// `None`: no NAT or forward rules (the section is absent).
     pub nat: Option<NatConfig>,
+    /// `None`: no cgroup sets (the section is absent).
+    pub cgroups: Option<CgroupsConfig>,
     /// Run as this user with `CAP_NET_ADMIN` only (`--user` wins); read at start only.
     pub user: Option<String>,
     /// Things worth a warning that do not stop netmgrd (ignored legacy keys).
@@ -139,6 +141,7 @@ impl Config {
             interfaces: raw.interfaces,
             zones: raw.zones,
             docker: raw.docker,
+            cgroups: raw.cgroups,
             nat: raw.nat,
             user: raw.user,
             warnings,
@@ -156,6 +159,9 @@ impl Config {
         }
         if let Some(docker) = &config.docker {
             validate::docker(text, docker).map_err(fail)?;
+        }
+        if let Some(cgroups) = &config.cgroups {
+            validate::cgroups(text, cgroups).map_err(fail)?;
         }
         validate::one_owner_per_set(text, &config.set_owners()).map_err(fail)?;
         validate::owned_table(text, &config).map_err(fail)?;
@@ -178,6 +184,10 @@ impl Config {
             for name in [&d.ipv4_set, &d.ipv6_set].into_iter().flatten() {
                 out.push((format!("docker.sets[{i}]"), table.clone(), name.clone()));
             }
+        }
+        for (i, c) in self.cgroups.iter().flat_map(|c| c.sets.iter()).enumerate() {
+            let table = c.table.clone().unwrap_or_else(|| self.nftables.table.clone());
+            out.push((format!("cgroups.sets[{i}]"), table, c.set.clone()));
         }
         out
     }

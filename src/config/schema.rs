@@ -237,6 +237,48 @@ pub struct DockerSetConfig {
     pub matcher: ContainerMatch,
 }
 
+/// How cgroups are followed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupWatch {
+    /// inotify on the cgroup tree (the journal reader is not built yet).
+    #[default]
+    Auto,
+    Journal,
+    Inotify,
+}
+
+/// One set of cgroup ids (`typeof socket cgroupv2 level N`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CgroupSetConfig {
+    #[serde(deserialize_with = "nft_name")]
+    pub set: String,
+    #[serde(default)]
+    pub table: Option<TableRef>,
+    /// Globs on cgroup directory names, anywhere in the tree (`postfix.service`, `app-*.scope`).
+    #[serde(default)]
+    pub units: Vec<String>,
+    /// Globs on paths relative to the root (`system.slice/*.service`).
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// The set's `level N`: only cgroups at that depth can match; others are reported.
+    #[serde(default)]
+    pub level: Option<u32>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CgroupsConfig {
+    /// The cgroup2 mount; default: found in /proc/self/mounts.
+    #[serde(default)]
+    pub root: Option<PathBuf>,
+    #[serde(default)]
+    pub watch: CgroupWatch,
+    #[serde(default)]
+    pub sets: Vec<CgroupSetConfig>,
+}
+
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DockerConfig {
@@ -481,6 +523,8 @@ pub(super) struct RawConfig {
     pub(super) zones: BTreeMap<String, ZoneConfig>,
     #[serde(default)]
     pub(super) docker: Option<DockerConfig>,
+    #[serde(default)]
+    pub(super) cgroups: Option<CgroupsConfig>,
     #[serde(default)]
     pub(super) nat: Option<NatConfig>,
     // rust-network-mgr's top-level keys.

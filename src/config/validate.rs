@@ -2,7 +2,7 @@
 //! the text) and the message of the first problem.
 
 use super::locate::locate;
-use super::schema::{DockerConfig, InterfaceConfig, NatConfig, RawConfig, ZoneConfig};
+use super::schema::{CgroupsConfig, DockerConfig, InterfaceConfig, NatConfig, RawConfig, ZoneConfig};
 use crate::elements::{check_nft_name, TableRef};
 use std::collections::BTreeMap;
 
@@ -155,6 +155,25 @@ pub(super) fn owned_table(text: &str, config: &super::Config) -> Result<(), Prob
                 "nftables.owned_table `{owned}` holds the managed set `{set}` ({owner}); netmgrd replaces \
                  its owned table whole, so it must be a table of its own (default `inet netmgrd`)"
             ),
+        ));
+    }
+    Ok(())
+}
+
+/// Every cgroup set says which cgroups it takes, at a depth a set can match.
+pub(super) fn cgroups(text: &str, cgroups: &CgroupsConfig) -> Result<(), Problem> {
+    for (i, c) in cgroups.sets.iter().enumerate() {
+        if c.units.is_empty() && c.paths.is_empty() {
+            return Err((locate(text, &c.set, 0), format!("cgroups.sets[{i}]: give units, paths or both")));
+        }
+        if c.level.is_some_and(|l| l == 0 || l > 255) {
+            return Err((locate(text, "level", i), format!("cgroups.sets[{i}]: level must be 1 to 255")));
+        }
+    }
+    if cgroups.sets.len() > MAX_ENTRIES {
+        return Err((
+            locate(text, "cgroups", 0),
+            format!("`cgroups.sets` has more than {MAX_ENTRIES} entries"),
         ));
     }
     Ok(())

@@ -65,6 +65,7 @@ pub fn encode(e: &Elem) -> Vec<RawElem> {
             data.extend(pad4(to_port.to_be_bytes().to_vec()));
             vec![RawElem { key, data: Some(data), flags: 0 }]
         }
+        Elem::Cgroup(id) => vec![plain(id.to_ne_bytes().to_vec())],
         Elem::Pair(a, b) => {
             let mut key = addr_bytes(a);
             key.extend(addr_bytes(b));

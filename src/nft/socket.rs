@@ -511,6 +511,10 @@ fn decode(kind: SetKind, raw: Vec<RawElem>) -> BTreeSet<Elem> {
         SetKind::Forward4 | SetKind::Forward6 => {
             raw.iter().filter_map(|r| decode_port_forward(r, v4)).collect()
         }
+        SetKind::Cgroup => raw
+            .iter()
+            .filter_map(|r| Some(Elem::Cgroup(u64::from_ne_bytes(r.key.get(..8)?.try_into().ok()?))))
+            .collect(),
         SetKind::Pair4 | SetKind::Pair6 => raw
             .iter()
             .filter_map(|r| {

@@ -1,4 +1,5 @@
 //! Sources: one fd (or a few) each, bytes in, `Event`s out. They never touch nftables.
+pub mod cgroups;
 pub mod control;
 pub mod docker;
 pub mod nft_monitor;

@@ -2,6 +2,7 @@
 pub mod control;
 pub mod docker;
 pub mod http;
+pub mod inotify;
 pub mod netlink;
 pub mod nft_monitor;
 pub mod rtnetlink;

@@ -181,8 +181,19 @@ impl Daemon {
         let socket = ns.dir.join("ctl.sock");
         let log = ns.dir.join("netmgrd.log");
         let log_file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &ns.name, netmgrd_bin(), "run", "--config"])
+        // `nsenter` (network namespace only) when the test sets NETMGRD_NSENTER: `ip netns exec`
+        // remounts /sys, which hides the cgroup tree.
+        let mut cmd = if env.iter().any(|(k, _)| *k == "NETMGRD_NSENTER") {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/var/run/netns/{}", ns.name)).arg(netmgrd_bin());
+            c
+        } else {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &ns.name, netmgrd_bin()]);
+            c
+        };
+        let child = cmd
+            .args(["run", "--config"])
             .arg(&config_path)
             .arg("--socket")
             .arg(&socket)
