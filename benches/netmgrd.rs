@@ -44,8 +44,10 @@ fn outer() {
     let exe = std::env::current_exe().expect("own path");
     let bin = std::env::var("NETMGRD_BIN")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/netmgrd").to_string());
-    let st = Command::new("ip")
-        .args(["netns", "exec", &ns])
+    // nsenter (network namespace only): `ip netns exec` would remount /sys and hide the cgroup
+    // tree the cgroup rows need.
+    let st = Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/{ns}"))
         .arg(exe)
         .env("NETMGRD_BENCH_INNER", "1")
         .env("NETMGRD_BIN", bin)
@@ -203,6 +205,7 @@ fn inner() {
     let _ = child.wait();
     let repair = repair_bench(&bin, &dir, &mut nft);
     let control = control_bench(&bin, &dir, &mut nft);
+    let cgroups = cgroup_bench(&bin, &dir, &mut nft);
     let _ = std::fs::remove_dir_all(&dir);
 
     let a = stats(add_lat);
@@ -281,6 +284,74 @@ fn inner() {
         "| `ping` from another client during that flood | median {:.2} ms, p95 {:.2} ms, max {:.2} ms ({} pings) |",
         control.ping.median, control.ping.p95, control.ping.max, control.pings
     );
+    match &cgroups {
+        Some(c) => {
+            println!(
+                "| cgroup created -> id in set | median {:.2} ms, p95 {:.2} ms, max {:.2} ms |",
+                c.created.median, c.created.p95, c.created.max
+            );
+            println!("| {CGROUP_BURST} cgroups created at once -> set exact | {:.1} ms |", c.burst_ms);
+        }
+        None => println!("| cgroup rows | n/a (no cgroup2 mount) |"),
+    }
+}
+
+const CGROUP_BURST: usize = 100;
+
+struct CgroupFigures {
+    created: Stats,
+    burst_ms: f64,
+}
+
+/// A netmgrd following a cgroup subtree of our own into `inet cg svc`.
+fn cgroup_bench(bin: &str, dir: &std::path::Path, nft: &mut Nft) -> Option<CgroupFigures> {
+    use std::os::unix::fs::MetadataExt;
+    let root = netmgrd::sources::cgroups::find_root()?;
+    let sub = root.join(format!("nmbench-{}", std::process::id()));
+    std::fs::create_dir(&sub).ok()?;
+    sh("nft add table inet cg && nft add set inet cg svc '{ typeof socket cgroupv2 level 2; }'");
+    let name = sub.file_name()?.to_string_lossy().to_string();
+    std::fs::write(
+        dir.join("cg.yaml"),
+        format!("nftables: {{ table: inet cg }}\ncgroups:\n  root: {}\n  sets: [{{ set: svc, paths: [\"{name}/*\"], level: 2 }}]\n", root.display()),
+    )
+    .expect("config");
+    let mut child = spawn_netmgrd(bin, &dir.join("cg.yaml"), &dir.join("cg.sock"), None);
+    let set = SetId {
+        table: TableRef::parse("inet cg").expect("table"),
+        name: "svc".into(),
+        kind: SetKind::Cgroup,
+    };
+    wait_set(nft, &set, |_| true, Duration::from_secs(5)).expect("set readable");
+    std::thread::sleep(Duration::from_millis(300)); // the first scan
+    let mut created = Vec::new();
+    for i in 0..TRIALS {
+        let p = sub.join(format!("t{i}.service"));
+        let t = Instant::now();
+        std::fs::create_dir(&p).expect("mkdir");
+        let e = Elem::Cgroup(std::fs::metadata(&p).expect("stat").ino());
+        wait_set(nft, &set, |s| s.contains(&e), Duration::from_secs(2)).expect("cgroup in set");
+        created.push(ms(t.elapsed()));
+        std::fs::remove_dir(&p).expect("rmdir");
+        wait_set(nft, &set, |s| !s.contains(&e), Duration::from_secs(2)).expect("cgroup gone");
+    }
+    let t = Instant::now();
+    let want: BTreeSet<Elem> = (0..CGROUP_BURST)
+        .map(|i| {
+            let p = sub.join(format!("b{i}.service"));
+            std::fs::create_dir(&p).expect("mkdir");
+            Elem::Cgroup(std::fs::metadata(&p).expect("stat").ino())
+        })
+        .collect();
+    wait_set(nft, &set, |s| *s == want, Duration::from_secs(10)).expect("burst exact");
+    let burst_ms = ms(t.elapsed());
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    for i in 0..CGROUP_BURST {
+        let _ = std::fs::remove_dir(sub.join(format!("b{i}.service")));
+    }
+    let _ = std::fs::remove_dir(&sub);
+    Some(CgroupFigures { created: stats(created), burst_ms })
 }
 
 const CONTROL_REQUESTS: usize = 1000;
