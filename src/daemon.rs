@@ -534,6 +534,7 @@ impl<K: Kernel> Daemon<K> {
             Request::Containers => reply(&self.containers()),
             Request::Ruleset => reply(&self.ruleset()),
             Request::Metrics => reply(&self.metrics_text()),
+            Request::Cgroups => reply(&self.cgroups()),
             Request::Help => reply(
                 &COMMANDS
                     .iter()
@@ -640,6 +641,29 @@ impl<K: Kernel> Daemon<K> {
             reloads: self.reloads,
             last_error: self.last_error.clone(),
         }
+    }
+
+    /// `ctl cgroups`: every cgroup a cgroup set names, and whether its level lets it in.
+    pub fn cgroups(&self) -> Vec<crate::report::CgroupReport> {
+        let mut out = Vec::new();
+        for (owner, set) in self.setup.managed.iter() {
+            let Owner::Cgroup(i) = owner else { continue };
+            let Some(entry) = self.setup.config.cgroups.as_ref().and_then(|c| c.sets.get(*i)) else {
+                continue;
+            };
+            for (path, id) in &self.observed.cgroups {
+                if plan::cgroup_matches(entry, path) {
+                    let in_set = entry.level.is_none_or(|l| path.split('/').count() as u32 == l);
+                    out.push(crate::report::CgroupReport {
+                        path: path.clone(),
+                        id: *id,
+                        set: set.to_string(),
+                        in_set,
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// `ctl metrics`: Prometheus text.

@@ -27,7 +27,7 @@ usage:
   netmgrd --version | --help
 
 config lookup: --config, $NETMGRD_CONFIG, $RUST_NETWORK_MGR_CONFIG, /etc/netmgrd/config.yaml
-ctl commands: ping, status, reload, sets, resync, containers, ruleset, metrics, help
+ctl commands: ping, status, reload, sets, resync, containers, ruleset, metrics, cgroups, help
 exit codes: 0 ok, 1 failure (invalid config, reply not ok, runtime error), 2 usage error";
 
 #[derive(Default)]

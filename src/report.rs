@@ -277,6 +277,17 @@ pub struct ContainerReport {
     pub sets: Vec<String>,
 }
 
+/// One cgroup a cgroup set names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupReport {
+    /// Relative to the cgroup root.
+    pub path: String,
+    pub id: u64,
+    pub set: String,
+    /// False when its depth differs from the set's `level` (it can never match: left out).
+    pub in_set: bool,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HelpEntry {
     pub command: String,
@@ -316,6 +327,14 @@ pub fn render(command: &str, result: serde_json::Value) -> Result<String, serde_
                     c.ports.join(" "),
                     c.sets.join(" ")
                 )
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        "cgroups" => serde_json::from_value::<Vec<CgroupReport>>(result)?
+            .iter()
+            .map(|c| {
+                let note = if c.in_set { "" } else { " (left out: not at the set's level)" };
+                format!("{} {} {}{note}", c.set, c.id, c.path)
             })
             .collect::<Vec<_>>()
             .join("\n"),

@@ -18,6 +18,7 @@ pub enum Request {
     Containers,
     Ruleset,
     Metrics,
+    Cgroups,
     Help,
 }
 
@@ -31,6 +32,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("ruleset", "the table netmgrd owns as nft text, with its current elements"),
     ("containers", "running containers netmgrd tracks: name, id, addresses per network, ports, sets"),
     ("metrics", "counters and the event-to-commit latency histogram in Prometheus text format"),
+    ("cgroups", "each cgroup a cgroup set takes: path, id, set (and the ones left out by level)"),
     ("help", "this list"),
 ];
 
@@ -49,6 +51,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
         "containers" => Request::Containers,
         "ruleset" => Request::Ruleset,
         "metrics" => Request::Metrics,
+        "cgroups" => Request::Cgroups,
         "help" => Request::Help,
         _ => {
             let shown: String = cmd.chars().take(64).collect();
