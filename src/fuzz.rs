@@ -3,7 +3,7 @@
 //! crash or hang case found through the same functions on stable (`make test`). Each must
 //! return, never panic, and stay linear in its input.
 
-use crate::wire::{control, docker, http, nft_monitor, rtnetlink};
+use crate::wire::{control, docker, http, inotify, nft_monitor, rtnetlink};
 use std::path::Path;
 
 /// A config file: parse, validate, and plan the owned table.
@@ -70,6 +70,11 @@ pub fn nft_monitor(data: &[u8]) {
     let _ = nft_monitor::parse(data);
 }
 
+/// inotify records from the cgroup tree watch.
+pub fn inotify_events(data: &[u8]) {
+    let _ = inotify::parse(data);
+}
+
 /// A fuzz entry point.
 pub type Target = fn(&[u8]);
 
@@ -81,4 +86,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("docker_json", docker_json),
     ("rtnetlink", rtnetlink),
     ("nft_monitor", nft_monitor),
+    ("inotify_events", inotify_events),
 ];
