@@ -465,12 +465,8 @@ impl<K: Kernel> Daemon<K> {
 
     /// The `STATUS=` line for the service manager.
     fn short_status(&self) -> String {
-        let elements: usize = self.applied.values().map(|e| e.len()).sum();
-        let unhealthy = self.health.values().filter(|h| **h != Health::Ok).count();
-        format!(
-            "{} managed set(s), {elements} element(s), {unhealthy} unhealthy",
-            self.setup.managed.sets().count()
-        )
+        let (sets, elements, unhealthy) = self.counts();
+        format!("{sets} managed set(s), {elements} element(s), {unhealthy} unhealthy")
     }
 
     fn reload(&mut self, out: &mut Vec<Outgoing>) -> Result<(), String> {
@@ -566,7 +562,15 @@ impl<K: Kernel> Daemon<K> {
         }
     }
 
+    /// (managed sets, elements applied, unhealthy sets): the short summaries' numbers.
+    fn counts(&self) -> (usize, usize, usize) {
+        let elements = self.applied.values().map(|e| e.len()).sum();
+        let unhealthy = self.health.values().filter(|h| **h != Health::Ok).count();
+        (self.setup.managed.sets().count(), elements, unhealthy)
+    }
+
     pub fn status(&self) -> Status {
+        let (uid, cap_eff) = crate::sys::privilege::current();
         let config = &self.setup.config;
         let managed = &self.setup.managed;
         let docker = config.docker.as_ref().map(|_| DockerReport {
@@ -611,8 +615,8 @@ impl<K: Kernel> Daemon<K> {
         Status {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
-            uid: crate::sys::privilege::current().0,
-            cap_eff: crate::sys::privilege::current().1,
+            uid,
+            cap_eff,
             uptime_s: self.started.elapsed().as_secs(),
             config: self.source.path.display().to_string(),
             ready: self.observed.net_ready,
@@ -653,7 +657,7 @@ impl<K: Kernel> Daemon<K> {
             };
             for (path, id) in &self.observed.cgroups {
                 if plan::cgroup_matches(entry, path) {
-                    let in_set = entry.level.is_none_or(|l| path.split('/').count() as u32 == l);
+                    let in_set = plan::cgroup_at_level(entry, path);
                     out.push(crate::report::CgroupReport {
                         path: path.clone(),
                         id: *id,
@@ -689,13 +693,9 @@ impl<K: Kernel> Daemon<K> {
 
     /// One line of state for `SIGUSR1`.
     pub fn summary(&self) -> String {
-        let elements: usize = self.applied.values().map(|e| e.len()).sum();
-        let unhealthy = self.health.values().filter(|h| **h != Health::Ok).count();
+        let (sets, elements, unhealthy) = self.counts();
         format!(
-            "state: {} managed set(s) ({} unhealthy), {} element(s), {} link(s), {} container(s), {} nft batch(es), {} reload(s), {} foreign repair(s), last error: {}",
-            self.setup.managed.sets().count(),
-            unhealthy,
-            elements,
+            "state: {sets} managed set(s) ({unhealthy} unhealthy), {elements} element(s), {} link(s), {} container(s), {} nft batch(es), {} reload(s), {} foreign repair(s), last error: {}",
             self.observed.links.len(),
             self.observed.containers.len(),
             self.kernel.batches_sent(),

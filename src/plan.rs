@@ -113,10 +113,14 @@ pub fn cgroup_elements(entry: &CgroupSetConfig, observed: &Observed) -> BTreeSet
     observed
         .cgroups
         .iter()
-        .filter(|(path, _)| cgroup_matches(entry, path))
-        .filter(|(path, _)| entry.level.is_none_or(|l| path.split('/').count() as u32 == l))
+        .filter(|(path, _)| cgroup_matches(entry, path) && cgroup_at_level(entry, path))
         .map(|(_, id)| Elem::Cgroup(*id))
         .collect()
+}
+
+/// Whether a cgroup is at the depth the set's `level` can match (any depth without a level).
+pub fn cgroup_at_level(entry: &CgroupSetConfig, path: &str) -> bool {
+    entry.level.is_none_or(|l| path.split('/').count() as u32 == l)
 }
 
 /// Whether a cgroup path (relative to the root) is named by the entry, whatever its depth.

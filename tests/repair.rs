@@ -208,7 +208,16 @@ fn sixty_reloads_during_200_address_changes_end_exact_then_idle() {
             .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
             .sum::<u64>()
     };
-    std::thread::sleep(Duration::from_millis(300));
+    // Quiet first: the count stops moving once the churn's last turn is done.
+    let mut last = switches();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = switches();
+            std::mem::replace(&mut last, now) == now
+        }),
+        "netmgrd never went quiet"
+    );
     let before = switches();
     let log_before = d.log_text().len();
     std::thread::sleep(Duration::from_secs(3));
