@@ -13,8 +13,8 @@ use crate::nft::NftError;
 use crate::observed::Observed;
 use crate::plan;
 use crate::report::{
-    ContainerReport, DockerReport, ForeignReport, HealthState, HelpEntry, InterfaceReport, NetReport,
-    RepairReport, SetListing, SetSummary, Status, ZoneReport,
+    CgroupsReport, ContainerReport, DockerReport, ForeignReport, HealthState, HelpEntry, InterfaceReport,
+    NetReport, RepairReport, SetListing, SetSummary, Status, ZoneReport,
 };
 use crate::ruleset::OwnedTable;
 use crate::setup::Setup;
@@ -73,6 +73,8 @@ pub struct Daemon<K: Kernel> {
     started: Instant,
     last_error: Option<String>,
     engine: Option<EngineStatus>,
+    /// How the cgroup source follows the tree (None: cgroups are not followed).
+    cgroup_follow: Option<crate::event::CgroupFollow>,
     /// The owned table as last built (what `ruleset` prints).
     owned: Option<OwnedTable>,
     /// A stale owned table from an earlier instance was looked for.
@@ -114,6 +116,7 @@ impl<K: Kernel> Daemon<K> {
             started: Instant::now(),
             last_error: None,
             engine: None,
+            cgroup_follow: None,
             owned: None,
             owned_checked: false,
             foreign: ForeignState::default(),
@@ -622,6 +625,11 @@ impl<K: Kernel> Daemon<K> {
             ready: self.observed.net_ready,
             zones,
             docker,
+            cgroups: self.cgroup_follow.clone().map(|f| CgroupsReport {
+                known: self.observed.cgroups.len(),
+                ready: self.observed.cgroups_ready,
+                follow: f,
+            }),
             cgroup_sets: managed
                 .iter()
                 .filter(|(o, _)| matches!(o, Owner::Cgroup(_)))
@@ -841,7 +849,8 @@ impl<K: Kernel> Handler for Daemon<K> {
                         self.last_error = Some(e);
                     }
                 }
-                Event::ChildExited { pid, status } => log::debug!("child {pid} exited (status {status:#x})"),
+                Event::ChildExited { pid, status } => out.push(Outgoing::ChildExited { pid, status }),
+                Event::CgroupFollow(state) => self.cgroup_follow = Some(state),
                 Event::Control { client, request: Request::Reload } => match self.reload_notified(&mut out) {
                     Ok(()) => requests.push((client, Request::Reload)),
                     Err(e) => {

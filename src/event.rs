@@ -1,6 +1,6 @@
 //! `Event`: what sources tell the daemon. Sources only translate bytes into these.
 
-pub use crate::report::{EngineState, EngineStatus};
+pub use crate::report::{CgroupFollow, EngineState, EngineStatus};
 use crate::wire::control::Request;
 use crate::wire::docker::Container;
 pub use crate::wire::nft_monitor::Change as NftChange;
@@ -69,6 +69,14 @@ pub enum Event {
     CgroupRemoved {
         path: String,
     },
+    /// The journal named these units: every cgroup at or below a directory with one of these
+    /// names is replaced by `found` (a fresh look at the tree for just those units).
+    CgroupUnits {
+        units: Vec<String>,
+        found: Vec<(String, u64)>,
+    },
+    /// How cgroups are followed now, for `status`.
+    CgroupFollow(CgroupFollow),
     /// A child process ended (reaped on `SIGCHLD`): its pid and raw wait status, so the
     /// source that spawned it can learn how it ended.
     ChildExited {

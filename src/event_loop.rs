@@ -19,6 +19,8 @@ pub enum Outgoing {
     Reloaded,
     /// A step of the daemon's life, for the service manager.
     Lifecycle(Lifecycle),
+    /// A child was reaped: the source that spawned `pid` learns how it ended.
+    ChildExited { pid: i32, status: i32 },
 }
 
 /// Steps the service manager hears about (systemd `sd_notify` semantics).

@@ -43,6 +43,7 @@ pub mod plan;
 pub mod prefix;
 pub mod report;
 pub mod ruleset;
+pub mod scnpm;
 pub mod setup;
 pub mod sources;
 pub mod sys;

@@ -1,14 +1,14 @@
 //! netmgrd command line: `run` (default), `check`, `ctl`, `version`.
 
-use netmgrd::config::{self, Config, LogLevel, LogTarget};
+use netmgrd::config::{self, CgroupWatch, Config, LogLevel, LogTarget};
 use netmgrd::daemon::{set_log_level, ConfigSource, Daemon};
 use netmgrd::event_loop::{self, Source};
 use netmgrd::kernel::NftKernel;
 use netmgrd::nft::Nft;
 use netmgrd::setup::Setup;
 use netmgrd::sources::{
-    cgroups::CgroupSource, control::ControlSource, docker::DockerSource, nft_monitor::NftMonitorSource,
-    notify::NotifySource, rtnetlink::RtnlSource, signals::SignalSource,
+    cgroups::CgroupSource, control::ControlSource, docker::DockerSource, journal::JournalSource,
+    nft_monitor::NftMonitorSource, notify::NotifySource, rtnetlink::RtnlSource, signals::SignalSource,
 };
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
@@ -23,6 +23,7 @@ netmgrd: keeps nftables sets in step with interface addresses
 usage:
   netmgrd [run] [--config PATH] [--socket PATH] [--user NAME] [--log-level LEVEL] [--log-target stderr|syslog|auto]
   netmgrd check [--print] [--config PATH]
+  netmgrd import-scnpm NFTABLES_CONF   (scnpm's `# UNIT :: add rule ...` comments -> cgroups config + nft)
   netmgrd ctl [--socket PATH] [--config PATH] [--json] COMMAND
   netmgrd --version | --help
 
@@ -107,6 +108,7 @@ fn main() -> ExitCode {
         "run" => run(args),
         "check" => check(args),
         "ctl" => ctl(args),
+        "import-scnpm" => import_scnpm(&args),
         "version" => {
             println!("netmgrd {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -119,6 +121,34 @@ fn main() -> ExitCode {
             eprintln!("netmgrd: unknown command `{other}`\n\n{USAGE}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Prints the netmgrd form of scnpm's commented rules; errors (with lines) on stderr, exit 1.
+fn import_scnpm(args: &Args) -> ExitCode {
+    let [file] = args.rest.as_slice() else {
+        eprintln!("netmgrd import-scnpm: which nftables.conf?\n\n{USAGE}");
+        return ExitCode::from(2);
+    };
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("netmgrd import-scnpm: {file}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let out = netmgrd::scnpm::import(&text);
+    println!("# netmgrd config (merge into config.yaml); {} scnpm rule(s) read from {file}", out.rules);
+    println!("{}", out.config);
+    println!("# nftables");
+    print!("{}", out.nft);
+    for e in &out.errors {
+        eprintln!("{file}:{e}");
+    }
+    if out.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
@@ -216,22 +246,29 @@ fn run(args: Args) -> ExitCode {
         Err(e) => return fail("cannot start", &e),
     };
     // Cgroups are followed when the config asks at start (a reload changes the sets, not this).
-    let cgroups = match &config.cgroups {
-        Some(c) => {
-            if c.watch == netmgrd::config::CgroupWatch::Journal {
-                log::warn!("cgroups.watch: journal is not built yet; following the cgroup tree with inotify");
+    let cgroups: Option<Box<dyn Source>> = match &config.cgroups {
+        Some(c) => match c.root.clone().or_else(netmgrd::sources::cgroups::find_root) {
+            Some(root) if !root.is_dir() => {
+                return fail("cgroups", &format!("cgroups.root {} is not a directory", root.display()))
             }
-            match c.root.clone().or_else(netmgrd::sources::cgroups::find_root) {
-                Some(root) if !root.is_dir() => {
-                    return fail("cgroups", &format!("cgroups.root {} is not a directory", root.display()))
+            Some(root) => {
+                let journal = match c.watch {
+                    CgroupWatch::Journal => true,
+                    CgroupWatch::Inotify => false,
+                    // sd_booted(): systemd is PID 1 when this directory exists.
+                    CgroupWatch::Auto => Path::new("/run/systemd/system").is_dir(),
+                };
+                if journal {
+                    Some(Box::new(JournalSource::open(&root, "journalctl")))
+                } else {
+                    match CgroupSource::open(&root) {
+                        Ok(s) => Some(Box::new(s)),
+                        Err(e) => return fail(&format!("cannot watch cgroups under {}", root.display()), &e),
+                    }
                 }
-                Some(root) => match CgroupSource::open(&root) {
-                    Ok(s) => Some(s),
-                    Err(e) => return fail(&format!("cannot watch cgroups under {}", root.display()), &e),
-                },
-                None => return fail("cgroups", &"no cgroup2 mount in /proc/self/mounts; set cgroups.root"),
             }
-        }
+            None => return fail("cgroups", &"no cgroup2 mount in /proc/self/mounts; set cgroups.root"),
+        },
         None => None,
     };
     // Everything that needs root is open: become the configured user with CAP_NET_ADMIN only.
@@ -259,9 +296,7 @@ fn run(args: Args) -> ExitCode {
         Box::new(docker),
         Box::new(notify),
     ];
-    if let Some(c) = cgroups {
-        sources.push(Box::new(c));
-    }
+    sources.extend(cgroups);
     match event_loop::run(&mut sources, &mut daemon) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail("event loop", &e),

@@ -82,7 +82,14 @@ impl Observed {
                 self.cgroups.retain(|p, _| p != path && !p.starts_with(&below));
                 self.cgroups.len() != before
             }
+            Event::CgroupUnits { units, found } => {
+                let before = self.cgroups.clone();
+                self.cgroups.retain(|p, _| !p.split('/').any(|c| units.iter().any(|u| u == c)));
+                self.cgroups.extend(found.iter().cloned());
+                self.cgroups != before
+            }
             Event::NetResyncing
+            | Event::CgroupFollow(_)
             | Event::Engine(_)
             | Event::Control { .. }
             | Event::Signal(_)

@@ -145,6 +145,9 @@ pub struct Status {
     pub ready: bool,
     pub zones: BTreeMap<String, ZoneReport>,
     pub docker: Option<DockerReport>,
+    /// How cgroups are followed (absent without a `cgroups:` section).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroups: Option<CgroupsReport>,
     /// Sets of cgroup ids (`cgroups.sets`).
     #[serde(default)]
     pub cgroup_sets: Vec<SetSummary>,
@@ -222,8 +225,21 @@ impl Status {
                 out.push_str(&set.line());
             }
         }
-        if !self.cgroup_sets.is_empty() {
+        if self.cgroups.is_some() || !self.cgroup_sets.is_empty() {
             out.push_str("cgroups\n");
+            if let Some(c) = &self.cgroups {
+                let _ = writeln!(
+                    out,
+                    "  {} on {}: {} cgroup(s){}, {} restart(s) of journalctl, {} bad line(s), error: {}",
+                    c.follow.watch,
+                    c.follow.root,
+                    c.known,
+                    if c.ready { "" } else { " (first scan pending)" },
+                    c.follow.restarts,
+                    c.follow.bad_lines,
+                    c.follow.error.as_deref().unwrap_or("none")
+                );
+            }
             for set in &self.cgroup_sets {
                 out.push_str(&set.line());
             }
@@ -277,8 +293,34 @@ pub struct ContainerReport {
     pub sets: Vec<String>,
 }
 
-/// One cgroup a cgroup set names.
+/// The state of the cgroup source: its mode and what last went wrong.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupFollow {
+    /// `inotify` or `journal`.
+    pub watch: String,
+    pub root: String,
+    /// journalctl restarts since start (journal mode).
+    #[serde(default)]
+    pub restarts: u64,
+    /// Journal lines that did not decode, or were too long.
+    #[serde(default)]
+    pub bad_lines: u64,
+    pub error: Option<String>,
+}
+
+/// How cgroups are followed, in `status`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupsReport {
+    #[serde(flatten)]
+    pub follow: CgroupFollow,
+    /// Cgroups under the root known now.
+    pub known: usize,
+    /// The first scan is done (until then cgroup sets are left alone).
+    pub ready: bool,
+}
+
+/// One cgroup a cgroup set names.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct CgroupReport {
     /// Relative to the cgroup root.
     pub path: String,
@@ -387,6 +429,17 @@ mod tests {
             .into(),
             docker: None,
             owned_sets: vec![],
+            cgroups: Some(CgroupsReport {
+                follow: CgroupFollow {
+                    watch: "journal".into(),
+                    root: "/sys/fs/cgroup".into(),
+                    restarts: 1,
+                    bad_lines: 2,
+                    error: Some("journalctl ended".into()),
+                },
+                known: 40,
+                ready: true,
+            }),
             cgroup_sets: vec![],
             foreign_changes: ForeignReport {
                 repaired: 12,
@@ -415,6 +468,10 @@ mod tests {
         );
         assert!(
             text.contains("foreign changes: 12 repaired (last: pid 4242 nft, 3 s ago, +2 -1 elements)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cgroups\n  journal on /sys/fs/cgroup: 40 cgroup(s), 1 restart(s) of journalctl, 2 bad line(s), error: journalctl ended\n"),
             "{text}"
         );
         assert!(text.ends_with("nft batches: 4, reloads: 1, last error: none"), "{text}");

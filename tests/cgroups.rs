@@ -159,3 +159,238 @@ fn socket_cgroupv2_rule_allows_only_the_services_in_the_set() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// A fake `journalctl` first in PATH: records its pid and arguments, then replays (and
+/// follows) a feed file the test appends captured lines to.
+struct FakeJournal {
+    dir: PathBuf,
+}
+
+impl FakeJournal {
+    fn new(ns: &Netns) -> FakeJournal {
+        let dir = ns.dir.join("journal");
+        std::fs::create_dir_all(dir.join("bin")).expect("mkdir");
+        let script = format!(
+            "#!/bin/sh\necho \"$$ $*\" >> {d}/argv\nexec tail -n +1 -f {d}/feed\n",
+            d = dir.display()
+        );
+        let bin = dir.join("bin/journalctl");
+        std::fs::write(&bin, script).expect("write fake journalctl");
+        std::process::Command::new("chmod").arg("+x").arg(&bin).status().expect("chmod");
+        std::fs::write(dir.join("feed"), "").expect("feed");
+        FakeJournal { dir }
+    }
+
+    fn path_env(&self) -> String {
+        format!("{}:{}", self.dir.join("bin").display(), std::env::var("PATH").unwrap_or_default())
+    }
+
+    fn append(&self, line: &str) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(self.dir.join("feed")).expect("feed");
+        writeln!(f, "{line}").expect("append");
+    }
+
+    /// One line per start of the fake: "PID ARGS".
+    fn starts(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("argv")).unwrap_or_default().lines().map(String::from).collect()
+    }
+}
+
+fn unit_line(id: &str, unit: &str) -> String {
+    format!(r#"{{"__CURSOR":"s=1;i=1","MESSAGE_ID":"{id}","_BOOT_ID":"03","UNIT":"{unit}"}}"#)
+}
+
+const STARTED: &str = "39f53479d3a045ac8e11786248231fbf";
+const STOPPED: &str = "9d1aaa27d60140bd96365438aad20286";
+
+#[test]
+#[ignore = "needs root (network namespaces, cgroups); `make test` runs it as root"]
+fn journal_mode_follows_unit_messages_survives_garbage_and_a_dying_journalctl() {
+    let tree = Subtree::new("jr");
+    let p = std::process::id();
+    let unit = |n: &str| format!("nmj{p}-{n}.service");
+    let a = tree.mkdir(&unit("a"));
+    let ns = Netns::new("cgj");
+    ns.nft("table inet filter {\n  set svc { typeof socket cgroupv2 level 2; }\n}\n");
+    let fake = FakeJournal::new(&ns);
+    let config = format!(
+        "cgroups:\n  root: {}\n  watch: journal\n  sets:\n    - {{ set: svc, units: [\"nmj{p}-*.service\"] }}\n",
+        tree.root.display()
+    );
+    let path = fake.path_env();
+    let d = Daemon::spawn_env(&ns, &config, &[("NETMGRD_NSENTER", "1"), ("PATH", &path)]);
+    // The full scan at start finds what exists.
+    assert!(wait_until(WAIT, || ids(&ns) == set(&[a])), "{:?} {}", ids(&ns), d.log_text());
+    assert!(wait_until(WAIT, || fake.starts().len() == 1), "{:?}", fake.starts());
+    let starts = fake.starts();
+    for arg in ["--follow", "--output=json", "--output-fields=MESSAGE_ID,UNIT,USER_UNIT", "--since=@"] {
+        assert!(starts[0].contains(arg), "{arg} missing: {}", starts[0]);
+    }
+    assert!(
+        starts[0].contains(&format!("MESSAGE_ID={STARTED}"))
+            && starts[0].contains(&format!("MESSAGE_ID={STOPPED}"))
+    );
+    let status = d.ctl("status")["result"]["cgroups"].clone();
+    assert_eq!(status["watch"], "journal", "{status}");
+
+    // A cgroup without a message is not looked at (the journal is the trigger) ...
+    let b = tree.mkdir(&unit("b"));
+    // ... until a message names its unit; garbage and a truncated line in front change nothing.
+    fake.append("garbage");
+    fake.append(&unit_line(STARTED, &unit("b"))[..30]);
+    fake.append(&unit_line(STARTED, "other.service"));
+    assert!(wait_until(WAIT, || d.ctl("status")["result"]["cgroups"]["bad_lines"] == 2), "{}", d.log_text());
+    assert_eq!(ids(&ns), set(&[a]), "b is not in the set before its message");
+    fake.append(&unit_line(STARTED, &unit("b")));
+    assert!(wait_until(WAIT, || ids(&ns) == set(&[a, b])), "{:?} {}", ids(&ns), d.log_text());
+
+    // Stopped and removed.
+    tree.rmdir(&unit("a"));
+    fake.append(&unit_line(STOPPED, &unit("a")));
+    assert!(wait_until(WAIT, || ids(&ns) == set(&[b])), "{}", d.log_text());
+    // The stop message comes a moment before the directory goes: a later look catches it.
+    fake.append(&unit_line(STOPPED, &unit("b")));
+    std::thread::sleep(Duration::from_millis(100)); // the race being tested: message first, rmdir after
+    tree.rmdir(&unit("b"));
+    assert!(wait_until(WAIT, || ids(&ns).is_empty()), "{:?} {}", ids(&ns), d.log_text());
+
+    // journalctl dies: it is started again, and a full scan finds what began meanwhile.
+    let pid: i32 = starts[0].split(' ').next().and_then(|p| p.parse().ok()).expect("fake pid");
+    std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().expect("kill");
+    let c = tree.mkdir(&unit("c"));
+    assert!(
+        wait_until(Duration::from_secs(10), || fake.starts().len() == 2),
+        "not restarted: {}",
+        d.log_text()
+    );
+    assert!(wait_until(WAIT, || ids(&ns) == set(&[c])), "{:?} {}", ids(&ns), d.log_text());
+    let status = d.ctl("status")["result"]["cgroups"].clone();
+    assert_eq!(status["restarts"], 1, "{status}");
+    assert!(d.log_text().contains("journalctl"), "the death is logged");
+}
+
+/// A real systemd-journald of the test's own, in a private mount namespace whose /run/systemd
+/// and /run/log are fresh tmpfs mounts (the host's journal, if any, is not touched).
+struct PrivateJournald {
+    child: std::process::Child,
+}
+
+impl PrivateJournald {
+    fn start() -> Option<PrivateJournald> {
+        let journald = ["/lib/systemd/systemd-journald", "/usr/lib/systemd/systemd-journald"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())?;
+        let script = format!(
+            "set -e; mkdir -p /run/systemd /run/log; mount -t tmpfs tmpfs /run/systemd; \
+             mount -t tmpfs tmpfs /run/log; if [ -d /var/log/journal ]; then mount -t tmpfs tmpfs /var/log/journal; fi; \
+             mkdir -p /run/systemd/journal; exec {journald}"
+        );
+        let child = std::process::Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start journald");
+        let j = PrivateJournald { child };
+        let sock = format!("/proc/{}/root/run/systemd/journal/socket", j.child.id());
+        assert!(
+            wait_until(WAIT, || std::fs::symlink_metadata(&sock).is_ok()),
+            "journald did not create its socket"
+        );
+        Some(j)
+    }
+
+    fn mount_ns(&self) -> String {
+        format!("/proc/{}/ns/mnt", self.child.id())
+    }
+
+    /// Logs a unit lifecycle message the way systemd does (MESSAGE_ID + UNIT).
+    fn log(&self, message_id: &str, unit: &str) {
+        use std::io::Write;
+        let mut logger = std::process::Command::new("nsenter")
+            .arg(format!("--mount={}", self.mount_ns()))
+            .args(["logger", "--journald"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("logger");
+        let entry = format!("MESSAGE=unit {unit}\nMESSAGE_ID={message_id}\nUNIT={unit}\n");
+        logger.stdin.take().expect("stdin").write_all(entry.as_bytes()).expect("write");
+        assert!(logger.wait().expect("logger").success());
+    }
+}
+
+impl Drop for PrivateJournald {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+#[ignore = "needs root (network and mount namespaces, cgroups, systemd-journald); `make test` runs it as root"]
+fn journal_mode_with_a_private_journald_and_journalctl() {
+    let Some(journald) = PrivateJournald::start() else {
+        panic!("systemd-journald is not installed (.ci/run installs systemd)");
+    };
+    let tree = Subtree::new("rj");
+    let p = std::process::id();
+    let unit = |n: &str| format!("nmr{p}-{n}.service");
+    let ns = Netns::new("cgr");
+    ns.nft("table inet filter {\n  set svc { typeof socket cgroupv2 level 2; }\n}\n");
+    let config = format!(
+        "cgroups:\n  root: {}\n  watch: journal\n  sets:\n    - {{ set: svc, units: [\"nmr{p}-*.service\"], level: 2 }}\n",
+        tree.root.display()
+    );
+    let mnt = journald.mount_ns();
+    let d = Daemon::spawn_env(&ns, &config, &[("NETMGRD_NSENTER", "1"), ("NETMGRD_MOUNTNS", &mnt)]);
+    assert!(
+        wait_until(WAIT, || d.try_ctl("status").is_some_and(|s| s["result"]["cgroups"]["ready"] == true)),
+        "{}",
+        d.log_text()
+    );
+    let a = tree.mkdir(&unit("a"));
+    journald.log(STARTED, &unit("a"));
+    assert!(wait_until(WAIT, || ids(&ns) == set(&[a])), "{:?} {}", ids(&ns), d.log_text());
+    // Restarted: a new cgroup, a new id; the set follows the messages.
+    tree.rmdir(&unit("a"));
+    journald.log(STOPPED, &unit("a"));
+    assert!(wait_until(WAIT, || ids(&ns).is_empty()), "{}", d.log_text());
+    let a2 = tree.mkdir(&unit("a"));
+    journald.log(STARTED, &unit("a"));
+    assert!(wait_until(WAIT, || ids(&ns) == set(&[a2])), "{}", d.log_text());
+    assert_eq!(d.ctl("status")["result"]["cgroups"]["restarts"], 0, "journalctl kept running");
+}
+
+/// The nftables half of `import-scnpm` loads on top of the admin's ruleset (the sets are
+/// declared with the level the rules name), and the daemon then fills the imported set.
+#[test]
+#[ignore = "needs root (network namespaces, cgroups); `make test` runs it as root"]
+fn imported_scnpm_rules_load_and_the_set_is_filled() {
+    let sample = format!("{}/tests/fixtures/scnpm/nftables.conf", env!("CARGO_MANIFEST_DIR"));
+    let out =
+        std::process::Command::new(netmgrd_bin()).args(["import-scnpm", &sample]).output().expect("run");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (_, nft) = text.split_once("# nftables\n").expect("nft part");
+    let ns = Netns::new("scn");
+    ns.nft(&std::fs::read_to_string(&sample).expect("sample"));
+    ns.nft(nft);
+    let listed = ns.sh("nft list chain inet filter vpn.whitelist");
+    assert!(listed.contains("@vpn_whitelist_l2"), "{listed}");
+    // The imported set, with a path of this test's own subtree: netmgrd fills it.
+    let tree = Subtree::new("scn");
+    let id = tree.mkdir("postfix.service");
+    let config = format!(
+        "cgroups:\n  root: {}\n  watch: inotify\n  sets:\n    - set: vpn_whitelist_l2\n      table: inet filter\n      level: 2\n      paths: [\"{}/postfix.service\"]\n",
+        tree.root.display(),
+        tree.name
+    );
+    let d = Daemon::spawn_env(&ns, &config, &[("NETMGRD_NSENTER", "1")]);
+    assert!(
+        wait_until(WAIT, || ns.set_elements("inet filter", "vpn_whitelist_l2").unwrap_or_default()
+            == set(&[id])),
+        "{}",
+        d.log_text()
+    );
+}

@@ -79,3 +79,34 @@ fn ctl_without_daemon_fails_clearly() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/netmgrd.sock"));
 }
+
+/// scnpm's sample nftables.conf -> netmgrd config + sets + rules; the config passes `check`.
+#[test]
+fn import_scnpm_turns_commented_rules_into_sets_and_a_valid_config() {
+    let sample = format!("{}/tests/fixtures/scnpm/nftables.conf", env!("CARGO_MANIFEST_DIR"));
+    let out = netmgrd(&["import-scnpm", &sample]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("4 scnpm rule(s)"), "{text}");
+    assert!(
+        text.contains("add set inet filter vpn_whitelist_l2 { typeof socket cgroupv2 level 2; }"),
+        "{text}"
+    );
+    assert!(text.contains(
+        "add rule inet filter vpn.whitelist socket cgroupv2 level 2 @vpn_whitelist_l2 tcp dport 25 accept"
+    ));
+    assert_eq!(text.matches("add rule").count(), 3, "{text}");
+    let (config, _) = text.split_once("# nftables").expect("two parts");
+    let cfg = temp_file("scnpm.yaml", config);
+    let check = netmgrd(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(check.status.code(), Some(0), "{}", String::from_utf8_lossy(&check.stderr));
+
+    // A broken continuation is reported with file:line and exit 1.
+    let broken =
+        temp_file("broken.conf", "# a.service :: add rule inet filter c \\\nadd rule inet filter c accept\n");
+    let out = netmgrd(&["import-scnpm", broken.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with(&format!("{}:line 2: ", broken.display())), "{err}");
+    assert_eq!(netmgrd(&["import-scnpm"]).status.code(), Some(2));
+}

@@ -241,10 +241,13 @@ pub struct DockerSetConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CgroupWatch {
-    /// inotify on the cgroup tree (the journal reader is not built yet).
+    /// `journal` when systemd is PID 1 (`/run/systemd/system` exists), else `inotify`.
     #[default]
     Auto,
+    /// Unit start/stop messages from a `journalctl --follow` child trigger a look at the
+    /// unit's cgroups.
     Journal,
+    /// inotify on every directory of the cgroup tree.
     Inotify,
 }
 

@@ -3,7 +3,7 @@
 //! (the directory's inode number, what `socket cgroupv2` compares). A full scan at start, on
 //! `resync` and after an inotify queue overflow. The number of watches is capped.
 
-use crate::event::Event;
+use crate::event::{CgroupFollow, Event};
 use crate::event_loop::{Outgoing, Source};
 use crate::sys::inotify;
 use crate::sys::poll::POLLIN;
@@ -43,6 +43,47 @@ pub fn find_root() -> Option<PathBuf> {
     })
 }
 
+/// Every cgroup below `root` whose path `keep` accepts, with its id; `None` when the root
+/// itself cannot be read (nothing known is not "no cgroups"). Bounded by `MAX_WATCHES`.
+pub fn scan_tree(root: &Path, keep: impl Fn(&str) -> bool) -> Option<Vec<(String, u64)>> {
+    std::fs::read_dir(root).ok()?;
+    let mut found = Vec::new();
+    let mut stack = vec![String::new()];
+    let mut visited = 0usize;
+    while let Some(dir) = stack.pop() {
+        visited += 1;
+        if visited > MAX_WATCHES {
+            log::error!(
+                "cgroups: more than {MAX_WATCHES} cgroups under {}; the rest are not looked at",
+                root.display()
+            );
+            break;
+        }
+        let full = root.join(&dir);
+        if !dir.is_empty() && keep(&dir) {
+            if let Ok(m) = std::fs::metadata(&full) {
+                found.push((dir.clone(), m.ino()));
+            }
+        }
+        let Ok(entries) = std::fs::read_dir(&full) else { continue };
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(join(&dir, &e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    Some(found)
+}
+
+/// `dir/name`, or `name` at the root.
+pub fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
 impl CgroupSource {
     pub fn open(root: &Path) -> io::Result<CgroupSource> {
         let mut s = CgroupSource {
@@ -55,14 +96,6 @@ impl CgroupSource {
         };
         s.rescan();
         Ok(s)
-    }
-
-    fn join(dir: &str, name: &str) -> String {
-        if dir.is_empty() {
-            name.to_string()
-        } else {
-            format!("{dir}/{name}")
-        }
     }
 
     /// Watches `rel` and everything below it; returns every cgroup found with its id.
@@ -98,7 +131,7 @@ impl CgroupSource {
             let Ok(entries) = std::fs::read_dir(&full) else { continue };
             for e in entries.flatten() {
                 if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    stack.push(Self::join(&dir, &e.file_name().to_string_lossy()));
+                    stack.push(join(&dir, &e.file_name().to_string_lossy()));
                 }
             }
         }
@@ -117,13 +150,27 @@ impl CgroupSource {
         self.cap_reported = false;
         let mut found = Vec::new();
         self.scan("", &mut found);
+        self.pending.retain(|e| !matches!(e, Event::CgroupSnapshot(_) | Event::CgroupFollow(_)));
         if self.watches.is_empty() {
             // Nothing known is not "no cgroups": leave the sets alone rather than empty them.
             log::error!("cgroups: cannot watch {}; cgroup sets are left as they are", self.root.display());
+            self.pending.push(self.follow(Some(format!("cannot watch {}", self.root.display()))));
             return;
         }
-        self.pending.retain(|e| !matches!(e, Event::CgroupSnapshot(_)));
+        let error = self
+            .cap_reported
+            .then(|| format!("{MAX_WATCHES} directories watched; deeper cgroups are not followed"));
+        self.pending.push(self.follow(error));
         self.pending.push(Event::CgroupSnapshot(found));
+    }
+
+    fn follow(&self, error: Option<String>) -> Event {
+        Event::CgroupFollow(CgroupFollow {
+            watch: "inotify".into(),
+            root: self.root.display().to_string(),
+            error,
+            ..CgroupFollow::default()
+        })
     }
 }
 
@@ -158,7 +205,7 @@ impl Source for CgroupSource {
                 if ev.mask & IN_ISDIR == 0 {
                     continue;
                 }
-                let path = Self::join(&dir, &ev.name);
+                let path = join(&dir, &ev.name);
                 if ev.mask & (IN_CREATE | IN_MOVED_TO) != 0 {
                     let mut found = Vec::new();
                     self.scan(&path, &mut found);

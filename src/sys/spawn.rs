@@ -38,6 +38,16 @@ pub fn spawn_with_pipes<S: AsRef<OsStr>>(
     Ok(Spawned { pid, stdout, stderr })
 }
 
+/// Sends `sig` to `pid` (a child of ours; ESRCH when it is already gone).
+pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    if unsafe { libc::kill(pid, sig) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@ pub mod control;
 pub mod docker;
 pub mod http;
 pub mod inotify;
+pub mod journal;
 pub mod netlink;
 pub mod nft_monitor;
 pub mod rtnetlink;

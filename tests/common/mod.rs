@@ -185,7 +185,12 @@ impl Daemon {
         // remounts /sys, which hides the cgroup tree.
         let mut cmd = if env.iter().any(|(k, _)| *k == "NETMGRD_NSENTER") {
             let mut c = Command::new("nsenter");
-            c.arg(format!("--net=/var/run/netns/{}", ns.name)).arg(netmgrd_bin());
+            c.arg(format!("--net=/var/run/netns/{}", ns.name));
+            // A mount namespace of the test's (a private journald's /run), when given.
+            if let Some((_, mnt)) = env.iter().find(|(k, _)| *k == "NETMGRD_MOUNTNS") {
+                c.arg(format!("--mount={mnt}"));
+            }
+            c.arg(netmgrd_bin());
             c
         } else {
             let mut c = Command::new("ip");
