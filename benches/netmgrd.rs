@@ -205,7 +205,10 @@ fn inner() {
     let _ = child.wait();
     let repair = repair_bench(&bin, &dir, &mut nft);
     let control = control_bench(&bin, &dir, &mut nft);
-    let cgroups = cgroup_bench(&bin, &dir, &mut nft);
+    let cgroups = cgroup_bench(&bin, &dir, &mut nft, None);
+    let journald = Journald::start();
+    let journal = journald.as_ref().and_then(|j| cgroup_bench(&bin, &dir, &mut nft, Some(j)));
+    drop(journald);
     let _ = std::fs::remove_dir_all(&dir);
 
     let a = stats(add_lat);
@@ -287,12 +290,30 @@ fn inner() {
     match &cgroups {
         Some(c) => {
             println!(
-                "| cgroup created -> id in set | median {:.2} ms, p95 {:.2} ms, max {:.2} ms |",
+                "| cgroup created -> id in set (inotify) | median {:.2} ms, p95 {:.2} ms, max {:.2} ms |",
                 c.created.median, c.created.p95, c.created.max
             );
-            println!("| {CGROUP_BURST} cgroups created at once -> set exact | {:.1} ms |", c.burst_ms);
+            println!(
+                "| {CGROUP_BURST} cgroups created at once -> set exact (inotify) | {:.1} ms |",
+                c.burst_ms
+            );
+            println!("| idle 3 s with the inotify cgroup source | {} context switches |", c.idle_switches);
         }
         None => println!("| cgroup rows | n/a (no cgroup2 mount) |"),
+    }
+    match &journal {
+        Some(c) => {
+            println!(
+                "| cgroup created + start message sent -> id in set (journal: journald -> journalctl -> netmgrd) | median {:.2} ms, p95 {:.2} ms, max {:.2} ms |",
+                c.created.median, c.created.p95, c.created.max
+            );
+            println!(
+                "| {CGROUP_BURST} units started at once -> set exact (journal) | {:.1} ms |",
+                c.burst_ms
+            );
+            println!("| idle 3 s with the journal source | {} context switches |", c.idle_switches);
+        }
+        None => println!("| journal rows | n/a (no systemd-journald) |"),
     }
 }
 
@@ -301,22 +322,100 @@ const CGROUP_BURST: usize = 100;
 struct CgroupFigures {
     created: Stats,
     burst_ms: f64,
+    idle_switches: u64,
 }
 
-/// A netmgrd following a cgroup subtree of our own into `inet cg svc`.
-fn cgroup_bench(bin: &str, dir: &std::path::Path, nft: &mut Nft) -> Option<CgroupFigures> {
+/// A private systemd-journald (own mount namespace, fresh /run/systemd and /run/log).
+struct Journald {
+    child: Child,
+}
+
+impl Journald {
+    fn start() -> Option<Journald> {
+        let exe = ["/lib/systemd/systemd-journald", "/usr/lib/systemd/systemd-journald"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())?;
+        let script = format!(
+            "set -e; mkdir -p /run/systemd /run/log; mount -t tmpfs tmpfs /run/systemd; mount -t tmpfs tmpfs /run/log; \
+             if [ -d /var/log/journal ]; then mount -t tmpfs tmpfs /var/log/journal; fi; mkdir -p /run/systemd/journal; exec {exe}"
+        );
+        let child = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let j = Journald { child };
+        let t = Instant::now();
+        while std::fs::symlink_metadata(j.socket()).is_err() {
+            if t.elapsed() > Duration::from_secs(5) {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Some(j)
+    }
+
+    fn socket(&self) -> String {
+        format!("/proc/{}/root/run/systemd/journal/socket", self.child.id())
+    }
+
+    /// systemd's "start job finished" / "stop job finished" message for `unit`, sent over the
+    /// native journal protocol.
+    fn log(&self, sock: &std::os::unix::net::UnixDatagram, started: bool, unit: &str) {
+        let id =
+            if started { "39f53479d3a045ac8e11786248231fbf" } else { "9d1aaa27d60140bd96365438aad20286" };
+        sock.send_to(
+            format!("MESSAGE=unit {unit}\nMESSAGE_ID={id}\nUNIT={unit}\n").as_bytes(),
+            self.socket(),
+        )
+        .expect("journal send");
+    }
+}
+
+impl Drop for Journald {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A netmgrd following a cgroup subtree of our own into `inet cg svc`, with inotify or, with
+/// `journal`, through journalctl following a private journald.
+fn cgroup_bench(
+    bin: &str,
+    dir: &std::path::Path,
+    nft: &mut Nft,
+    journal: Option<&Journald>,
+) -> Option<CgroupFigures> {
     use std::os::unix::fs::MetadataExt;
     let root = netmgrd::sources::cgroups::find_root()?;
     let sub = root.join(format!("nmbench-{}", std::process::id()));
     std::fs::create_dir(&sub).ok()?;
     sh("nft add table inet cg && nft add set inet cg svc '{ typeof socket cgroupv2 level 2; }'");
     let name = sub.file_name()?.to_string_lossy().to_string();
+    let watch = if journal.is_some() { "journal" } else { "inotify" };
     std::fs::write(
         dir.join("cg.yaml"),
-        format!("nftables: {{ table: inet cg }}\ncgroups:\n  root: {}\n  sets: [{{ set: svc, paths: [\"{name}/*\"], level: 2 }}]\n", root.display()),
+        format!("nftables: {{ table: inet cg }}\ncgroups:\n  root: {}\n  watch: {watch}\n  sets: [{{ set: svc, paths: [\"{name}/*\"], level: 2 }}]\n", root.display()),
     )
     .expect("config");
-    let mut child = spawn_netmgrd(bin, &dir.join("cg.yaml"), &dir.join("cg.sock"), None);
+    let mut child = match journal {
+        // In journald's mount namespace, so journalctl reads its journal.
+        Some(j) => Command::new("nsenter")
+            .arg(format!("--mount=/proc/{}/ns/mnt", j.child.id()))
+            .arg(bin)
+            .args(["run", "--config"])
+            .arg(dir.join("cg.yaml"))
+            .arg("--socket")
+            .arg(dir.join("cg.sock"))
+            .args(["--log-target", "stderr", "--log-level", "warn"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start netmgrd"),
+        None => spawn_netmgrd(bin, &dir.join("cg.yaml"), &dir.join("cg.sock"), None),
+    };
+    let sender = std::os::unix::net::UnixDatagram::unbound().expect("datagram socket");
     let set = SetId {
         table: TableRef::parse("inet cg").expect("table"),
         name: "svc".into(),
@@ -326,32 +425,53 @@ fn cgroup_bench(bin: &str, dir: &std::path::Path, nft: &mut Nft) -> Option<Cgrou
     std::thread::sleep(Duration::from_millis(300)); // the first scan
     let mut created = Vec::new();
     for i in 0..TRIALS {
-        let p = sub.join(format!("t{i}.service"));
+        let unit = format!("t{i}.service");
+        let p = sub.join(&unit);
         let t = Instant::now();
         std::fs::create_dir(&p).expect("mkdir");
+        if let Some(j) = journal {
+            j.log(&sender, true, &unit);
+        }
         let e = Elem::Cgroup(std::fs::metadata(&p).expect("stat").ino());
         wait_set(nft, &set, |s| s.contains(&e), Duration::from_secs(2)).expect("cgroup in set");
         created.push(ms(t.elapsed()));
         std::fs::remove_dir(&p).expect("rmdir");
+        if let Some(j) = journal {
+            j.log(&sender, false, &unit);
+        }
         wait_set(nft, &set, |s| !s.contains(&e), Duration::from_secs(2)).expect("cgroup gone");
     }
     let t = Instant::now();
     let want: BTreeSet<Elem> = (0..CGROUP_BURST)
         .map(|i| {
-            let p = sub.join(format!("b{i}.service"));
+            let unit = format!("b{i}.service");
+            let p = sub.join(&unit);
             std::fs::create_dir(&p).expect("mkdir");
+            if let Some(j) = journal {
+                j.log(&sender, true, &unit);
+            }
             Elem::Cgroup(std::fs::metadata(&p).expect("stat").ino())
         })
         .collect();
     wait_set(nft, &set, |s| *s == want, Duration::from_secs(10)).expect("burst exact");
     let burst_ms = ms(t.elapsed());
+    // Idle with the source on, once the re-looks after the last stop message (up to 3.75 s
+    // after it) are over.
+    std::thread::sleep(Duration::from_secs(4));
+    let pid = child.id();
+    let switches =
+        || proc_field(pid, "voluntary_ctxt_switches:") + proc_field(pid, "nonvoluntary_ctxt_switches:");
+    let before = switches();
+    std::thread::sleep(Duration::from_secs(3));
+    let idle_switches = switches() - before;
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let _ = child.wait();
     for i in 0..CGROUP_BURST {
         let _ = std::fs::remove_dir(sub.join(format!("b{i}.service")));
     }
     let _ = std::fs::remove_dir(&sub);
-    Some(CgroupFigures { created: stats(created), burst_ms })
+    sh("nft delete table inet cg");
+    Some(CgroupFigures { created: stats(created), burst_ms, idle_switches })
 }
 
 const CONTROL_REQUESTS: usize = 1000;

@@ -8,13 +8,14 @@ use crate::elements::{Desired, Elem, Family, SetId, SetKind, TableRef};
 use crate::event::{EngineStatus, Event, NftCommit, SignalKind};
 use crate::event_loop::{Handler, Lifecycle, Outgoing};
 use crate::kernel::Kernel;
+use crate::link_state::{link_state, manager_state, LinkState, Transition};
 use crate::managed::Owner;
 use crate::nft::NftError;
 use crate::observed::Observed;
 use crate::plan;
 use crate::report::{
     CgroupsReport, ContainerReport, DockerReport, ForeignReport, HealthState, HelpEntry, InterfaceReport,
-    NetReport, RepairReport, SetListing, SetSummary, Status, ZoneReport,
+    LinkReport, NetReport, RepairReport, SetListing, SetSummary, Status, ZoneReport,
 };
 use crate::ruleset::OwnedTable;
 use crate::setup::Setup;
@@ -75,6 +76,11 @@ pub struct Daemon<K: Kernel> {
     engine: Option<EngineStatus>,
     /// How the cgroup source follows the tree (None: cgroups are not followed).
     cgroup_follow: Option<crate::event::CgroupFollow>,
+    /// Each link's state as last computed (ifindex -> name, state).
+    link_states: BTreeMap<u32, (String, LinkState)>,
+    manager_state: Option<LinkState>,
+    /// The last hook run per link name ("" for manager.d).
+    last_hooks: BTreeMap<String, crate::event::HookRun>,
     /// The owned table as last built (what `ruleset` prints).
     owned: Option<OwnedTable>,
     /// A stale owned table from an earlier instance was looked for.
@@ -117,6 +123,9 @@ impl<K: Kernel> Daemon<K> {
             last_error: None,
             engine: None,
             cgroup_follow: None,
+            link_states: BTreeMap::new(),
+            manager_state: None,
+            last_hooks: BTreeMap::new(),
             owned: None,
             owned_checked: false,
             foreign: ForeignState::default(),
@@ -488,6 +497,9 @@ impl<K: Kernel> Daemon<K> {
             self.engine = None;
             out.push(Outgoing::DockerSocket(docker));
         }
+        if self.setup.config.hooks != previous.config.hooks {
+            out.push(Outgoing::Hooks(self.setup.config.hooks.clone()));
+        }
         if self.setup.config.control != previous.config.control {
             log::warn!("control socket settings changed; they take effect at the next restart");
         }
@@ -615,7 +627,20 @@ impl<K: Kernel> Daemon<K> {
                 (zone, ZoneReport { interfaces, sets })
             })
             .collect();
+        let links = self
+            .link_states
+            .iter()
+            .map(|(index, (name, state))| LinkReport {
+                name: name.clone(),
+                index: *index,
+                state: state.name().to_string(),
+                zone: self.zone_of(name),
+                last_hook: self.last_hooks.get(name).cloned(),
+            })
+            .collect();
         Status {
+            links,
+            manager_state: self.manager_state.unwrap_or(LinkState::Off).name().to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
             uid,
@@ -653,6 +678,76 @@ impl<K: Kernel> Daemon<K> {
             reloads: self.reloads,
             last_error: self.last_error.clone(),
         }
+    }
+
+    /// The zone an interface belongs to.
+    fn zone_of(&self, name: &str) -> Option<String> {
+        self.setup.config.interfaces.iter().find(|i| i.name == name).and_then(|i| i.nftables_zone.clone())
+    }
+
+    /// Recomputes every link's state; what changed since the last turn. A link is
+    /// `configured` when routable and every set of its zone is healthy after this turn's
+    /// reconcile.
+    fn link_transitions(&mut self) -> Vec<Transition> {
+        if !self.observed.net_ready {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        let mut now = BTreeMap::new();
+        for (index, link) in &self.observed.links {
+            let zone = self.zone_of(&link.name);
+            let healthy = zone.as_ref().is_none_or(|z| {
+                self.setup.managed.of_zone(z).all(|s| matches!(self.health.get(s), None | Some(Health::Ok)))
+            });
+            let state = link_state(link, self.observed.addresses_of(*index), healthy);
+            let old = self.link_states.get(index).map(|(_, s)| *s);
+            if old != Some(state) {
+                out.push(Transition {
+                    link: Some(link.name.clone()),
+                    index: *index,
+                    state,
+                    old_state: old,
+                    zone,
+                    addresses: self.observed.addresses_of(*index).map(|a| a.prefix.to_string()).collect(),
+                });
+            }
+            now.insert(*index, (link.name.clone(), state));
+        }
+        for (index, (name, old)) in &self.link_states {
+            if !now.contains_key(index) && *old != LinkState::Off {
+                out.push(Transition {
+                    link: Some(name.clone()),
+                    index: *index,
+                    state: LinkState::Off,
+                    old_state: Some(*old),
+                    zone: self.zone_of(name),
+                    addresses: Vec::new(),
+                });
+            }
+        }
+        let manager =
+            manager_state(self.observed.links.iter().filter_map(|(i, l)| now.get(i).map(|(_, s)| (l, *s))));
+        if self.manager_state != Some(manager) {
+            out.push(Transition {
+                link: None,
+                index: 0,
+                state: manager,
+                old_state: self.manager_state,
+                zone: None,
+                addresses: Vec::new(),
+            });
+            self.manager_state = Some(manager);
+        }
+        for t in &out {
+            log::info!(
+                "link {}: {} -> {}",
+                t.link.as_deref().unwrap_or("(manager)"),
+                t.old_state.map_or("unknown", |s| s.name()),
+                t.state
+            );
+        }
+        self.link_states = now;
+        out
     }
 
     /// `ctl cgroups`: every cgroup a cgroup set names, and whether its level lets it in.
@@ -851,6 +946,9 @@ impl<K: Kernel> Handler for Daemon<K> {
                 }
                 Event::ChildExited { pid, status } => out.push(Outgoing::ChildExited { pid, status }),
                 Event::CgroupFollow(state) => self.cgroup_follow = Some(state),
+                Event::HookFinished { link, run } => {
+                    self.last_hooks.insert(link.unwrap_or_default(), run);
+                }
                 Event::Control { client, request: Request::Reload } => match self.reload_notified(&mut out) {
                     Ok(()) => requests.push((client, Request::Reload)),
                     Err(e) => {
@@ -878,6 +976,10 @@ impl<K: Kernel> Handler for Daemon<K> {
         }
         self.repair(commits, lost);
         self.reconcile();
+        let transitions = self.link_transitions();
+        if !transitions.is_empty() {
+            out.push(Outgoing::LinkStates(transitions));
+        }
         if self.observed.net_ready && !self.ready_sent {
             self.ready_sent = true;
             out.push(Outgoing::Lifecycle(Lifecycle::Ready { status: self.short_status() }));
@@ -935,7 +1037,10 @@ mod tests {
 
     fn snapshot(links: &[(u32, &str)], addrs: Vec<Address>) -> Event {
         Event::NetSnapshot {
-            links: links.iter().map(|(i, n)| Link { index: *i, name: n.to_string(), up: true }).collect(),
+            links: links
+                .iter()
+                .map(|(i, n)| Link { index: *i, name: n.to_string(), up: true, carrier: true })
+                .collect(),
             addrs,
         }
     }

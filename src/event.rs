@@ -1,6 +1,6 @@
 //! `Event`: what sources tell the daemon. Sources only translate bytes into these.
 
-pub use crate::report::{CgroupFollow, EngineState, EngineStatus};
+pub use crate::report::{CgroupFollow, EngineState, EngineStatus, HookRun};
 use crate::wire::control::Request;
 use crate::wire::docker::Container;
 pub use crate::wire::nft_monitor::Change as NftChange;
@@ -77,6 +77,11 @@ pub enum Event {
     },
     /// How cgroups are followed now, for `status`.
     CgroupFollow(CgroupFollow),
+    /// A hook script finished; `link` is `None` for `manager.d`.
+    HookFinished {
+        link: Option<String>,
+        run: HookRun,
+    },
     /// A child process ended (reaped on `SIGCHLD`): its pid and raw wait status, so the
     /// source that spawned it can learn how it ended.
     ChildExited {

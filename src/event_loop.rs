@@ -21,6 +21,10 @@ pub enum Outgoing {
     Lifecycle(Lifecycle),
     /// A child was reaped: the source that spawned `pid` learns how it ended.
     ChildExited { pid: i32, status: i32 },
+    /// The hooks settings after a (re)load; `None` turns hooks off.
+    Hooks(Option<crate::config::HooksConfig>),
+    /// Links that changed state this turn (and the manager state, when it changed).
+    LinkStates(Vec<crate::link_state::Transition>),
 }
 
 /// Steps the service manager hears about (systemd `sd_notify` semantics).

@@ -32,6 +32,7 @@ pub mod event_loop;
 pub mod fuzz;
 pub mod inet;
 pub mod kernel;
+pub mod link_state;
 pub mod logging;
 pub mod managed;
 pub mod matching;

@@ -7,8 +7,9 @@ use netmgrd::kernel::NftKernel;
 use netmgrd::nft::Nft;
 use netmgrd::setup::Setup;
 use netmgrd::sources::{
-    cgroups::CgroupSource, control::ControlSource, docker::DockerSource, journal::JournalSource,
-    nft_monitor::NftMonitorSource, notify::NotifySource, rtnetlink::RtnlSource, signals::SignalSource,
+    cgroups::CgroupSource, control::ControlSource, docker::DockerSource, hooks::HookRunner,
+    journal::JournalSource, nft_monitor::NftMonitorSource, notify::NotifySource, rtnetlink::RtnlSource,
+    signals::SignalSource,
 };
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
@@ -280,6 +281,7 @@ fn run(args: Args) -> ExitCode {
         }
     }
     let docker = DockerSource::new(source.docker_socket(&setup));
+    let hooks = setup.config.hooks.clone();
     set_log_level(&setup, &source);
     log::info!(
         "netmgrd {} started: config {}, control {}",
@@ -297,6 +299,7 @@ fn run(args: Args) -> ExitCode {
         Box::new(notify),
     ];
     sources.extend(cgroups);
+    sources.push(Box::new(HookRunner::new(hooks)));
     match event_loop::run(&mut sources, &mut daemon) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail("event loop", &e),

@@ -90,6 +90,7 @@ impl Observed {
             }
             Event::NetResyncing
             | Event::CgroupFollow(_)
+            | Event::HookFinished { .. }
             | Event::Engine(_)
             | Event::Control { .. }
             | Event::Signal(_)
@@ -119,7 +120,7 @@ mod tests {
     use super::*;
 
     fn link(index: u32, name: &str) -> Link {
-        Link { index, name: name.into(), up: true }
+        Link { index, name: name.into(), up: true, carrier: true }
     }
 
     fn addr(index: u32, text: &str) -> Address {
@@ -139,7 +140,12 @@ mod tests {
         assert_eq!(o.addresses_of(2).count(), 2);
         assert!(o.apply(&Event::AddrRemoved(addr(2, "192.0.2.1/24"))));
         assert!(!o.apply(&Event::AddrRemoved(addr(2, "192.0.2.1/24"))));
-        assert!(o.apply(&Event::LinkChanged(Link { index: 2, name: "wan0".into(), up: false })));
+        assert!(o.apply(&Event::LinkChanged(Link {
+            index: 2,
+            name: "wan0".into(),
+            up: false,
+            carrier: false
+        })));
         assert_eq!(o.links_named("wan0").count(), 1);
         assert!(o.apply(&Event::LinkRemoved { index: 2 }));
         assert_eq!(o.addresses_of(2).count(), 0);

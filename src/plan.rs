@@ -209,7 +209,10 @@ mod tests {
 
     fn observed(links: &[(u32, &str, bool)], addrs: Vec<Address>) -> Observed {
         let mut o = Observed::default();
-        let links = links.iter().map(|(i, n, up)| Link { index: *i, name: n.to_string(), up: *up }).collect();
+        let links = links
+            .iter()
+            .map(|(i, n, up)| Link { index: *i, name: n.to_string(), up: *up, carrier: *up })
+            .collect();
         o.apply(&Event::NetSnapshot { links, addrs });
         o
     }

@@ -145,6 +145,12 @@ pub struct Status {
     pub ready: bool,
     pub zones: BTreeMap<String, ZoneReport>,
     pub docker: Option<DockerReport>,
+    /// Every link's state (`off` .. `configured`) and its last hook run.
+    #[serde(default)]
+    pub links: Vec<LinkReport>,
+    /// The best state over all links but loopback.
+    #[serde(default)]
+    pub manager_state: String,
     /// How cgroups are followed (absent without a `cgroups:` section).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroups: Option<CgroupsReport>,
@@ -293,6 +299,31 @@ pub struct ContainerReport {
     pub sets: Vec<String>,
 }
 
+/// One finished hook script.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookRun {
+    /// The script's file name.
+    pub script: String,
+    /// The state (directory) it ran for.
+    pub state: String,
+    /// Exit code when it exited, the signal when it was killed.
+    pub exit: Option<i32>,
+    pub signal: Option<i32>,
+    pub duration_ms: u64,
+    /// It ran past `hooks.timeout` and was sent SIGTERM (and SIGKILL 5 s later if needed).
+    pub timed_out: bool,
+}
+
+/// A link's state and the last hook that ran for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkReport {
+    pub name: String,
+    pub index: u32,
+    pub state: String,
+    pub zone: Option<String>,
+    pub last_hook: Option<HookRun>,
+}
+
 /// The state of the cgroup source: its mode and what last went wrong.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CgroupFollow {
@@ -429,6 +460,8 @@ mod tests {
             .into(),
             docker: None,
             owned_sets: vec![],
+            links: vec![],
+            manager_state: "off".into(),
             cgroups: Some(CgroupsReport {
                 follow: CgroupFollow {
                     watch: "journal".into(),

@@ -70,6 +70,8 @@ pub struct Config {
     pub nat: Option<NatConfig>,
     /// `None`: no cgroup sets (the section is absent).
     pub cgroups: Option<CgroupsConfig>,
+    /// `None`: no hook scripts (the section is absent).
+    pub hooks: Option<HooksConfig>,
     /// Run as this user with `CAP_NET_ADMIN` only (`--user` wins); read at start only.
     pub user: Option<String>,
     /// Things worth a warning that do not stop netmgrd (ignored legacy keys).
@@ -142,6 +144,7 @@ impl Config {
             zones: raw.zones,
             docker: raw.docker,
             cgroups: raw.cgroups,
+            hooks: raw.hooks,
             nat: raw.nat,
             user: raw.user,
             warnings,
@@ -162,6 +165,9 @@ impl Config {
         }
         if let Some(cgroups) = &config.cgroups {
             validate::cgroups(text, cgroups).map_err(fail)?;
+        }
+        if let Some(hooks) = &config.hooks {
+            validate::hooks(text, hooks).map_err(fail)?;
         }
         validate::one_owner_per_set(text, &config.set_owners()).map_err(fail)?;
         validate::owned_table(text, &config).map_err(fail)?;

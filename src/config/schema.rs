@@ -530,6 +530,8 @@ pub(super) struct RawConfig {
     pub(super) cgroups: Option<CgroupsConfig>,
     #[serde(default)]
     pub(super) nat: Option<NatConfig>,
+    #[serde(default)]
+    pub(super) hooks: Option<HooksConfig>,
     // rust-network-mgr's top-level keys.
     #[serde(default)]
     pub(super) socket_path: Option<PathBuf>,
@@ -537,4 +539,83 @@ pub(super) struct RawConfig {
     pub(super) nftables_rules_path: Option<String>,
     #[serde(default)]
     pub(super) http_bind_addr: Option<String>,
+}
+
+/// A duration written as `30s`, `500ms`, `2m` or a bare number of seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seconds(pub std::time::Duration);
+
+impl Seconds {
+    pub fn parse(s: &str) -> Option<Seconds> {
+        let s = s.trim();
+        let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+        let n: u64 = num.parse().ok()?;
+        let d = match unit.trim() {
+            "" | "s" => std::time::Duration::from_secs(n),
+            "ms" => std::time::Duration::from_millis(n),
+            "m" | "min" => std::time::Duration::from_secs(n.checked_mul(60)?),
+            _ => return None,
+        };
+        Some(Seconds(d))
+    }
+}
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Seconds(std::time::Duration::from_secs(n))),
+            Raw::S(s) => Seconds::parse(&s)
+                .ok_or_else(|| de::Error::custom(format!("`{s}` is not a duration (30s, 500ms, 2m)"))),
+        }
+    }
+}
+
+fn default_hooks_dir() -> PathBuf {
+    PathBuf::from("/etc/netmgrd/hooks")
+}
+
+fn default_hook_timeout() -> Seconds {
+    Seconds(std::time::Duration::from_secs(30))
+}
+
+fn default_max_parallel() -> usize {
+    4
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Scripts run when links change state (`DIR/<state>.d/`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HooksConfig {
+    #[serde(default = "default_hooks_dir")]
+    pub dir: PathBuf,
+    /// A hook past this gets SIGTERM, and SIGKILL 5 s later.
+    #[serde(default = "default_hook_timeout")]
+    pub timeout: Seconds,
+    /// Hooks running at once over all links (one at a time per link).
+    #[serde(default = "default_max_parallel")]
+    pub max_parallel: usize,
+    /// Pass the link with its addresses as JSON in `$JSON`.
+    #[serde(default = "default_true")]
+    pub emit_json: bool,
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        HooksConfig {
+            dir: default_hooks_dir(),
+            timeout: default_hook_timeout(),
+            max_parallel: default_max_parallel(),
+            emit_json: true,
+        }
+    }
 }

@@ -2,7 +2,9 @@
 //! the text) and the message of the first problem.
 
 use super::locate::locate;
-use super::schema::{CgroupsConfig, DockerConfig, InterfaceConfig, NatConfig, RawConfig, ZoneConfig};
+use super::schema::{
+    CgroupsConfig, DockerConfig, HooksConfig, InterfaceConfig, NatConfig, RawConfig, ZoneConfig,
+};
 use crate::elements::{check_nft_name, TableRef};
 use std::collections::BTreeMap;
 
@@ -156,6 +158,20 @@ pub(super) fn owned_table(text: &str, config: &super::Config) -> Result<(), Prob
                  its owned table whole, so it must be a table of its own (default `inet netmgrd`)"
             ),
         ));
+    }
+    Ok(())
+}
+
+/// Hooks need time to run and at least one slot.
+pub(super) fn hooks(text: &str, hooks: &HooksConfig) -> Result<(), Problem> {
+    if hooks.max_parallel == 0 || hooks.max_parallel > 64 {
+        return Err((locate(text, "max_parallel", 0), "hooks.max_parallel must be 1 to 64".into()));
+    }
+    if hooks.timeout.0.is_zero() {
+        return Err((locate(text, "timeout", 0), "hooks.timeout must be more than 0".into()));
+    }
+    if !hooks.dir.is_absolute() {
+        return Err((locate(text, "dir", 0), "hooks.dir must be an absolute path".into()));
     }
     Ok(())
 }

@@ -455,7 +455,7 @@ impl Source for ControlSource {
                 }
             }
             Outgoing::NetResync | Outgoing::Reloaded => self.ensure_socket(),
-            Outgoing::DockerSocket(_) | Outgoing::Lifecycle(_) | Outgoing::ChildExited { .. } => {}
+            _ => {}
         }
     }
 }

@@ -2,6 +2,7 @@
 pub mod cgroups;
 pub mod control;
 pub mod docker;
+pub mod hooks;
 pub mod journal;
 pub mod nft_monitor;
 pub mod notify;

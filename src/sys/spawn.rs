@@ -23,7 +23,23 @@ pub fn spawn_with_pipes<S: AsRef<OsStr>>(
     args: &[S],
     env: &[(&str, &str)],
 ) -> io::Result<Spawned> {
+    spawn(Command::new(program), args, env)
+}
+
+/// Like `spawn_with_pipes`, in a process group of its own (pgid = pid), so a timeout can
+/// signal the script and whatever it started.
+pub fn spawn_in_group<S: AsRef<OsStr>>(
+    program: &std::path::Path,
+    args: &[S],
+    env: &[(&str, &str)],
+) -> io::Result<Spawned> {
+    use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(program);
+    cmd.process_group(0);
+    spawn(cmd, args, env)
+}
+
+fn spawn<S: AsRef<OsStr>>(mut cmd: Command, args: &[S], env: &[(&str, &str)]) -> io::Result<Spawned> {
     cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);

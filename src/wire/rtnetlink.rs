@@ -19,6 +19,8 @@ pub struct Link {
     pub name: String,
     /// Administratively up (`IFF_UP`).
     pub up: bool,
+    /// The lower layer is up (`IFF_LOWER_UP`): a cable, a peer, a radio association.
+    pub carrier: bool,
 }
 
 /// An interface address with the attributes the address rule looks at.
@@ -121,7 +123,13 @@ fn decode(msg_type: u16, seq: u32, payload: &[u8]) -> Result<RtnlMessage, ParseE
                 .find(|a| *a.rta_type() == Ifla::Ifname)
                 .map(|a| c_string(a.rta_payload().as_ref()))
                 .ok_or_else(|| bad(format!("link {index} has no name")))?;
-            Ok(RtnlMessage::Link(Link { index, name, up: msg.ifi_flags().contains(Iff::UP) }))
+            let flags = msg.ifi_flags();
+            Ok(RtnlMessage::Link(Link {
+                index,
+                name,
+                up: flags.contains(Iff::UP),
+                carrier: flags.contains(Iff::LOWERUP),
+            }))
         }
         t if t == u16::from(Rtm::Newaddr) || t == u16::from(Rtm::Deladdr) => {
             let msg = Ifaddrmsg::from_bytes_with_input(&mut Cursor::new(payload), payload.len())
