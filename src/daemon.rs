@@ -702,14 +702,22 @@ impl<K: Kernel> Daemon<K> {
             let state = link_state(link, self.observed.addresses_of(*index), healthy);
             let old = self.link_states.get(index).map(|(_, s)| *s);
             if old != Some(state) {
-                out.push(Transition {
+                let t = Transition {
                     link: Some(link.name.clone()),
                     index: *index,
                     state,
                     old_state: old,
                     zone,
                     addresses: self.observed.addresses_of(*index).map(|a| a.prefix.to_string()).collect(),
-                });
+                };
+                // Routable and configured in one turn: the link passes through routable first,
+                // so routable.d runs too.
+                if state == LinkState::Configured && old.is_none_or(|o| o < LinkState::Routable) {
+                    out.push(Transition { state: LinkState::Routable, ..t.clone() });
+                    out.push(Transition { old_state: Some(LinkState::Routable), ..t });
+                } else {
+                    out.push(t);
+                }
             }
             now.insert(*index, (link.name.clone(), state));
         }

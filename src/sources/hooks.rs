@@ -340,10 +340,12 @@ impl Source for HookRunner {
         let now = Instant::now();
         match msg {
             Outgoing::LinkStates(ts) => {
+                // One at a time: a link with nothing running starts the first state at once,
+                // and only later ones coalesce.
                 for t in ts {
                     self.enqueue(t.clone());
+                    self.schedule(now);
                 }
-                self.schedule(now);
             }
             Outgoing::ChildExited { pid, status } => {
                 if let Some(pos) = self.running.iter().position(|r| r.pid == *pid) {
@@ -361,5 +363,49 @@ impl Source for HookRunner {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link_state::LinkState;
+
+    #[test]
+    fn only_executable_files_run_in_name_order() {
+        let dir = std::env::temp_dir().join(format!("netmgrd-hooks-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        for (name, mode) in [("20-b", 0o755), ("10-a", 0o700), ("30-plain", 0o644)] {
+            std::fs::write(dir.join(name), "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        assert_eq!(scripts(&dir), vec![dir.join("10-a"), dir.join("20-b")]);
+        assert!(scripts(&dir.join("missing")).is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_missing_hooks_dir_runs_nothing_and_newer_states_replace_waiting_ones() {
+        let cfg = HooksConfig { dir: PathBuf::from("/nonexistent/netmgrd-hooks"), ..HooksConfig::default() };
+        let mut r = HookRunner::new(Some(cfg));
+        let t = |state| Transition {
+            link: Some("eth1".into()),
+            index: 3,
+            state,
+            old_state: None,
+            zone: None,
+            addresses: vec![],
+        };
+        r.deliver(&Outgoing::LinkStates(vec![t(LinkState::Carrier)]));
+        assert!(r.running.is_empty() && r.links.is_empty() && r.dir_warned);
+        // With a directory, while nothing can run (no slot), later states coalesce.
+        let dir = std::env::temp_dir();
+        r.config = Some(HooksConfig { dir, max_parallel: 1, ..HooksConfig::default() });
+        r.enqueue(t(LinkState::Carrier));
+        r.enqueue(t(LinkState::Routable));
+        r.enqueue(t(LinkState::Off));
+        assert_eq!(r.order.len(), 1);
+        assert_eq!(r.links["eth1"].next.as_ref().map(|t| t.state), Some(LinkState::Off));
     }
 }
