@@ -13,6 +13,7 @@ use crate::managed::Owner;
 use crate::nft::NftError;
 use crate::observed::Observed;
 use crate::plan;
+use crate::policy::PolicyLink;
 use crate::report::{
     CgroupsReport, ContainerReport, DockerReport, ForeignReport, HealthState, HelpEntry, InterfaceReport,
     LinkReport, NetReport, RepairReport, SetListing, SetSummary, Status, ZoneReport,
@@ -79,6 +80,9 @@ pub struct Daemon<K: Kernel> {
     /// Each link's state as last computed (ifindex -> name, state).
     link_states: BTreeMap<u32, (String, LinkState)>,
     manager_state: Option<LinkState>,
+    /// netmgrd's policy routing state, and what the router was last told.
+    policy: Option<crate::event::PolicyReport>,
+    policy_links: Option<Vec<PolicyLink>>,
     /// The last hook run per link name ("" for manager.d).
     last_hooks: BTreeMap<String, crate::event::HookRun>,
     /// The owned table as last built (what `ruleset` prints).
@@ -126,6 +130,8 @@ impl<K: Kernel> Daemon<K> {
             link_states: BTreeMap::new(),
             manager_state: None,
             last_hooks: BTreeMap::new(),
+            policy: None,
+            policy_links: None,
             owned: None,
             owned_checked: false,
             foreign: ForeignState::default(),
@@ -641,6 +647,11 @@ impl<K: Kernel> Daemon<K> {
         Status {
             links,
             manager_state: self.manager_state.unwrap_or(LinkState::Off).name().to_string(),
+            policy_routing: if self.setup.config.policy_routing.is_empty() {
+                None
+            } else {
+                self.policy.clone()
+            },
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
             uid,
@@ -678,6 +689,37 @@ impl<K: Kernel> Daemon<K> {
             reloads: self.reloads,
             last_error: self.last_error.clone(),
         }
+    }
+
+    /// The policy-routing interfaces that exist, with their routable addresses (global or
+    /// site scope, DAD done) while the link is up.
+    fn policy_links(&self) -> Vec<PolicyLink> {
+        const IFA_F_TENTATIVE: u32 = 0x40;
+        self.setup
+            .config
+            .policy_routing
+            .iter()
+            .filter_map(|e| {
+                let link = self.observed.links.values().find(|l| l.name == e.interface)?;
+                let addresses = if link.up {
+                    self.observed
+                        .addresses_of(link.index)
+                        .filter(|a| a.scope < 253 && a.flags & IFA_F_TENTATIVE == 0)
+                        .map(|a| a.prefix)
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                Some(PolicyLink {
+                    interface: e.interface.clone(),
+                    index: link.index,
+                    table: e.table.unwrap_or(crate::policy::TABLE_BASE + link.index),
+                    priority: e.priority,
+                    gateway: e.gateway.clone(),
+                    addresses,
+                })
+            })
+            .collect()
     }
 
     /// The zone an interface belongs to.
@@ -954,6 +996,7 @@ impl<K: Kernel> Handler for Daemon<K> {
                 }
                 Event::ChildExited { pid, status } => out.push(Outgoing::ChildExited { pid, status }),
                 Event::CgroupFollow(state) => self.cgroup_follow = Some(state),
+                Event::Policy(report) => self.policy = Some(report),
                 Event::HookFinished { link, run } => {
                     self.last_hooks.insert(link.unwrap_or_default(), run);
                 }
@@ -984,6 +1027,13 @@ impl<K: Kernel> Handler for Daemon<K> {
         }
         self.repair(commits, lost);
         self.reconcile();
+        if self.observed.net_ready {
+            let links = self.policy_links();
+            if self.policy_links.as_ref() != Some(&links) {
+                self.policy_links = Some(links.clone());
+                out.push(Outgoing::PolicyLinks(links));
+            }
+        }
         let transitions = self.link_transitions();
         if !transitions.is_empty() {
             out.push(Outgoing::LinkStates(transitions));

@@ -1,6 +1,6 @@
 //! `Event`: what sources tell the daemon. Sources only translate bytes into these.
 
-pub use crate::report::{CgroupFollow, EngineState, EngineStatus, HookRun};
+pub use crate::report::{CgroupFollow, EngineState, EngineStatus, HookRun, PolicyReport};
 use crate::wire::control::Request;
 use crate::wire::docker::Container;
 pub use crate::wire::nft_monitor::Change as NftChange;
@@ -77,6 +77,8 @@ pub enum Event {
     },
     /// How cgroups are followed now, for `status`.
     CgroupFollow(CgroupFollow),
+    /// netmgrd's policy rules and routes after a reconcile.
+    Policy(PolicyReport),
     /// A hook script finished; `link` is `None` for `manager.d`.
     HookFinished {
         link: Option<String>,

@@ -41,6 +41,7 @@ pub mod nft;
 pub mod observed;
 pub mod owned;
 pub mod plan;
+pub mod policy;
 pub mod prefix;
 pub mod report;
 pub mod ruleset;

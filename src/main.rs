@@ -8,8 +8,8 @@ use netmgrd::nft::Nft;
 use netmgrd::setup::Setup;
 use netmgrd::sources::{
     cgroups::CgroupSource, control::ControlSource, docker::DockerSource, hooks::HookRunner,
-    journal::JournalSource, nft_monitor::NftMonitorSource, notify::NotifySource, rtnetlink::RtnlSource,
-    signals::SignalSource,
+    journal::JournalSource, nft_monitor::NftMonitorSource, notify::NotifySource,
+    policy_routing::PolicyRouter, rtnetlink::RtnlSource, signals::SignalSource,
 };
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
@@ -272,6 +272,11 @@ fn run(args: Args) -> ExitCode {
         },
         None => None,
     };
+    // Opened whether or not policy_routing is configured now: a reload may add it.
+    let policy = match PolicyRouter::open() {
+        Ok(p) => p,
+        Err(e) => return fail("cannot open rtnetlink for policy routing", &e),
+    };
     // Everything that needs root is open: become the configured user with CAP_NET_ADMIN only.
     if let Some(user) = args.user.clone().or_else(|| config.user.clone()) {
         let dropped = netmgrd::sys::privilege::lookup(&user).and_then(netmgrd::sys::privilege::drop_to);
@@ -300,6 +305,7 @@ fn run(args: Args) -> ExitCode {
     ];
     sources.extend(cgroups);
     sources.push(Box::new(HookRunner::new(hooks)));
+    sources.push(Box::new(policy));
     match event_loop::run(&mut sources, &mut daemon) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail("event loop", &e),

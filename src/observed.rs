@@ -91,6 +91,7 @@ impl Observed {
             Event::NetResyncing
             | Event::CgroupFollow(_)
             | Event::HookFinished { .. }
+            | Event::Policy(_)
             | Event::Engine(_)
             | Event::Control { .. }
             | Event::Signal(_)

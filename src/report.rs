@@ -151,6 +151,9 @@ pub struct Status {
     /// The best state over all links but loopback.
     #[serde(default)]
     pub manager_state: String,
+    /// netmgrd's policy rules and routes (absent without `policy_routing:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_routing: Option<PolicyReport>,
     /// How cgroups are followed (absent without a `cgroups:` section).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroups: Option<CgroupsReport>,
@@ -297,6 +300,14 @@ pub struct ContainerReport {
     pub ports: Vec<String>,
     /// The docker sets its addresses are in.
     pub sets: Vec<String>,
+}
+
+/// netmgrd's policy routing rules and routes, in `status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyReport {
+    pub rules: usize,
+    pub routes: usize,
+    pub error: Option<String>,
 }
 
 /// One finished hook script.
@@ -462,6 +473,7 @@ mod tests {
             owned_sets: vec![],
             links: vec![],
             manager_state: "off".into(),
+            policy_routing: None,
             cgroups: Some(CgroupsReport {
                 follow: CgroupFollow {
                     watch: "journal".into(),

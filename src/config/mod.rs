@@ -72,6 +72,8 @@ pub struct Config {
     pub cgroups: Option<CgroupsConfig>,
     /// `None`: no hook scripts (the section is absent).
     pub hooks: Option<HooksConfig>,
+    /// Interfaces whose addresses get `from`/`to` rules and a routing table of their own.
+    pub policy_routing: Vec<PolicyRoutingConfig>,
     /// Run as this user with `CAP_NET_ADMIN` only (`--user` wins); read at start only.
     pub user: Option<String>,
     /// Things worth a warning that do not stop netmgrd (ignored legacy keys).
@@ -145,6 +147,7 @@ impl Config {
             docker: raw.docker,
             cgroups: raw.cgroups,
             hooks: raw.hooks,
+            policy_routing: raw.policy_routing,
             nat: raw.nat,
             user: raw.user,
             warnings,
@@ -169,6 +172,7 @@ impl Config {
         if let Some(hooks) = &config.hooks {
             validate::hooks(text, hooks).map_err(fail)?;
         }
+        validate::policy_routing(text, &config.policy_routing).map_err(fail)?;
         validate::one_owner_per_set(text, &config.set_owners()).map_err(fail)?;
         validate::owned_table(text, &config).map_err(fail)?;
         Ok(config)

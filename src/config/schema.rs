@@ -532,6 +532,8 @@ pub(super) struct RawConfig {
     pub(super) nat: Option<NatConfig>,
     #[serde(default)]
     pub(super) hooks: Option<HooksConfig>,
+    #[serde(default)]
+    pub(super) policy_routing: Vec<PolicyRoutingConfig>,
     // rust-network-mgr's top-level keys.
     #[serde(default)]
     pub(super) socket_path: Option<PathBuf>,
@@ -618,4 +620,45 @@ impl Default for HooksConfig {
             emit_json: true,
         }
     }
+}
+
+/// Where replies of an interface's addresses go: `auto` copies the interface's default route
+/// from the main table; an address is a fixed gateway (for its family; the other family stays
+/// `auto`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum PolicyGateway {
+    #[default]
+    Auto,
+    Fixed(std::net::IpAddr),
+}
+
+impl<'de> Deserialize<'de> for PolicyGateway {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "auto" {
+            return Ok(PolicyGateway::Auto);
+        }
+        s.parse()
+            .map(PolicyGateway::Fixed)
+            .map_err(|_| de::Error::custom(format!("gateway `{s}` is neither `auto` nor an IP address")))
+    }
+}
+
+/// Per-interface policy routing: replies leave through the interface they came in on.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRoutingConfig {
+    pub interface: String,
+    /// Routing table; default 9999 + ifindex (network-event-broker's convention).
+    #[serde(default)]
+    pub table: Option<u32>,
+    /// Priority of the `from`/`to` rules.
+    #[serde(default = "default_policy_priority")]
+    pub priority: u32,
+    #[serde(default)]
+    pub gateway: PolicyGateway,
+}
+
+fn default_policy_priority() -> u32 {
+    1000
 }

@@ -3,7 +3,8 @@
 
 use super::locate::locate;
 use super::schema::{
-    CgroupsConfig, DockerConfig, HooksConfig, InterfaceConfig, NatConfig, RawConfig, ZoneConfig,
+    CgroupsConfig, DockerConfig, HooksConfig, InterfaceConfig, NatConfig, PolicyRoutingConfig, RawConfig,
+    ZoneConfig,
 };
 use crate::elements::{check_nft_name, TableRef};
 use std::collections::BTreeMap;
@@ -172,6 +173,38 @@ pub(super) fn hooks(text: &str, hooks: &HooksConfig) -> Result<(), Problem> {
     }
     if !hooks.dir.is_absolute() {
         return Err((locate(text, "dir", 0), "hooks.dir must be an absolute path".into()));
+    }
+    Ok(())
+}
+
+/// One entry per interface; tables that are not the kernel's own.
+pub(super) fn policy_routing(text: &str, entries: &[PolicyRoutingConfig]) -> Result<(), Problem> {
+    for (i, e) in entries.iter().enumerate() {
+        if crate::elements::ifname(&e.interface).is_none() {
+            return Err((
+                locate(text, &e.interface, 0),
+                format!("policy_routing[{i}]: `{}` is not an interface name", e.interface),
+            ));
+        }
+        if entries[..i].iter().any(|o| o.interface == e.interface) {
+            return Err((
+                locate(text, &e.interface, 1),
+                format!("policy_routing[{i}]: {} is listed twice", e.interface),
+            ));
+        }
+        // 0 unspec, 253 default, 254 main, 255 local: the kernel's.
+        if e.table.is_some_and(|t| t == 0 || (253..=255).contains(&t)) {
+            return Err((
+                locate(text, "table", i),
+                format!("policy_routing[{i}]: table {} is one of the kernel's own", e.table.unwrap_or(0)),
+            ));
+        }
+        if e.priority == 0 || e.priority >= 32766 {
+            return Err((
+                locate(text, "priority", i),
+                format!("policy_routing[{i}]: priority must be 1 to 32765 (below the main table's rule)"),
+            ));
+        }
     }
     Ok(())
 }

@@ -6,5 +6,6 @@ pub mod hooks;
 pub mod journal;
 pub mod nft_monitor;
 pub mod notify;
+pub mod policy_routing;
 pub mod rtnetlink;
 pub mod signals;

@@ -6,4 +6,5 @@ pub mod inotify;
 pub mod journal;
 pub mod netlink;
 pub mod nft_monitor;
+pub mod route;
 pub mod rtnetlink;
