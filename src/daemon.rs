@@ -83,6 +83,8 @@ pub struct Daemon<K: Kernel> {
     /// netmgrd's policy routing state, and what the router was last told.
     policy: Option<crate::event::PolicyReport>,
     policy_links: Option<Vec<PolicyLink>>,
+    /// Main-table routes per ifindex, for hooks (policy-routing interfaces only).
+    link_routes: BTreeMap<u32, Vec<String>>,
     /// The last hook run per link name ("" for manager.d).
     last_hooks: BTreeMap<String, crate::event::HookRun>,
     /// The owned table as last built (what `ruleset` prints).
@@ -132,6 +134,7 @@ impl<K: Kernel> Daemon<K> {
             last_hooks: BTreeMap::new(),
             policy: None,
             policy_links: None,
+            link_routes: BTreeMap::new(),
             owned: None,
             owned_checked: false,
             foreign: ForeignState::default(),
@@ -751,6 +754,8 @@ impl<K: Kernel> Daemon<K> {
                     old_state: old,
                     zone,
                     addresses: self.observed.addresses_of(*index).map(|a| a.prefix.to_string()).collect(),
+                    routes: self.link_routes.get(index).cloned().unwrap_or_default(),
+                    routes_changed: false,
                 };
                 // Routable and configured in one turn: the link passes through routable first,
                 // so routable.d runs too.
@@ -772,6 +777,8 @@ impl<K: Kernel> Daemon<K> {
                     old_state: Some(*old),
                     zone: self.zone_of(name),
                     addresses: Vec::new(),
+                    routes: Vec::new(),
+                    routes_changed: false,
                 });
             }
         }
@@ -785,6 +792,8 @@ impl<K: Kernel> Daemon<K> {
                 old_state: self.manager_state,
                 zone: None,
                 addresses: Vec::new(),
+                routes: Vec::new(),
+                routes_changed: false,
             });
             self.manager_state = Some(manager);
         }
@@ -984,6 +993,7 @@ impl<K: Kernel> Handler for Daemon<K> {
         let mut stop = false;
         let mut commits = Vec::new();
         let mut lost = None;
+        let mut route_changes = Vec::new();
         for ev in events {
             match ev {
                 Event::Signal(SignalKind::Stop) => stop = true,
@@ -997,6 +1007,27 @@ impl<K: Kernel> Handler for Daemon<K> {
                 Event::ChildExited { pid, status } => out.push(Outgoing::ChildExited { pid, status }),
                 Event::CgroupFollow(state) => self.cgroup_follow = Some(state),
                 Event::Policy(report) => self.policy = Some(report),
+                Event::LinkRoutes { index, routes } => {
+                    log::debug!("routes of link {index}: {routes:?}");
+                    let before = self.link_routes.insert(index, routes.clone());
+                    // routes.d runs on a change, not for the first view at start.
+                    if let (Some(_), Some((name, state))) = (before, self.link_states.get(&index)) {
+                        route_changes.push(Transition {
+                            link: Some(name.clone()),
+                            index,
+                            state: *state,
+                            old_state: Some(*state),
+                            zone: self.zone_of(name),
+                            addresses: self
+                                .observed
+                                .addresses_of(index)
+                                .map(|a| a.prefix.to_string())
+                                .collect(),
+                            routes,
+                            routes_changed: true,
+                        });
+                    }
+                }
                 Event::HookFinished { link, run } => {
                     self.last_hooks.insert(link.unwrap_or_default(), run);
                 }
@@ -1034,7 +1065,8 @@ impl<K: Kernel> Handler for Daemon<K> {
                 out.push(Outgoing::PolicyLinks(links));
             }
         }
-        let transitions = self.link_transitions();
+        let mut transitions = self.link_transitions();
+        transitions.append(&mut route_changes);
         if !transitions.is_empty() {
             out.push(Outgoing::LinkStates(transitions));
         }

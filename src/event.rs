@@ -79,6 +79,11 @@ pub enum Event {
     CgroupFollow(CgroupFollow),
     /// netmgrd's policy rules and routes after a reconcile.
     Policy(PolicyReport),
+    /// The main-table routes out of a policy-routing interface changed: all of them now.
+    LinkRoutes {
+        index: u32,
+        routes: Vec<String>,
+    },
     /// A hook script finished; `link` is `None` for `manager.d`.
     HookFinished {
         link: Option<String>,

@@ -87,12 +87,18 @@ pub struct Transition {
     pub zone: Option<String>,
     /// Its addresses as prefixes (`192.0.2.1/24`).
     pub addresses: Vec<String>,
+    /// Its main-table routes (`default via 198.51.100.2`, `198.51.100.0/24`), known for
+    /// `policy_routing` interfaces.
+    pub routes: Vec<String>,
+    /// Not a state change: the link's routes changed (`routes.d`).
+    pub routes_changed: bool,
 }
 
 impl Transition {
     /// The hook directory this transition runs: `<state>.d`, or `manager.d`.
     pub fn dir_name(&self) -> String {
         match self.link {
+            Some(_) if self.routes_changed => "routes.d".to_string(),
             Some(_) => format!("{}.d", self.state.name()),
             None => "manager.d".to_string(),
         }

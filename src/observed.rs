@@ -92,6 +92,7 @@ impl Observed {
             | Event::CgroupFollow(_)
             | Event::HookFinished { .. }
             | Event::Policy(_)
+            | Event::LinkRoutes { .. }
             | Event::Engine(_)
             | Event::Control { .. }
             | Event::Signal(_)

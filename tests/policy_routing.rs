@@ -107,6 +107,42 @@ fn replies_leave_through_the_interface_they_came_in_on_ipv4_and_ipv6() {
 
 #[test]
 #[ignore = "needs root (network namespaces); `make test` runs it as root"]
+fn routes_d_runs_when_the_routes_of_a_policy_interface_change() {
+    let net = topology("prh");
+    let dir = net.r.dir.join("hooks");
+    let log = net.r.dir.join("routes.log");
+    std::fs::create_dir_all(dir.join("routes.d")).expect("mkdir");
+    let script = dir.join("routes.d/50-log.sh");
+    std::fs::write(&script, format!("#!/bin/sh\necho \"$LINK|$STATE|$ROUTES\" >> {}\n", log.display()))
+        .expect("hook");
+    std::process::Command::new("chmod").arg("+x").arg(&script).status().expect("chmod");
+    let config = format!("{CONFIG}hooks:\n  dir: {}\n", dir.display());
+    let d = Daemon::start(&net.r, &config);
+    assert!(wait_until(WAIT, || rules(&net.r, "-4", 10002).len() == 2), "{}", d.log_text());
+    net.r.sh("ip route add 203.0.113.0/24 via 198.51.100.2 dev eth1");
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        wait_until(WAIT, || read()
+            .lines()
+            .any(|l| l.starts_with("eth1|configured|") && l.contains("203.0.113.0/24 via 198.51.100.2"))),
+        "{:?} {}",
+        read(),
+        d.log_text()
+    );
+    // Removed: routes.d runs again without it.
+    net.r.sh("ip route del 203.0.113.0/24 via 198.51.100.2 dev eth1");
+    assert!(
+        wait_until(WAIT, || read()
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("eth1|configured|") && !l.contains("203.0.113.0/24"))),
+        "{:?}",
+        read()
+    );
+}
+
+#[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
 fn a_restart_after_kill_9_keeps_one_copy_removes_stale_entries_and_address_removal_removes_rules() {
     let net = topology("pk");
     let mut d = Daemon::start(&net.r, CONFIG);

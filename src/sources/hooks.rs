@@ -84,8 +84,15 @@ fn scripts(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// One queue per link for its states, one for its route changes (so neither replaces the
+/// other while waiting), one for the manager.
 fn key_of(t: &Transition) -> String {
-    t.link.clone().unwrap_or_default()
+    let link = t.link.clone().unwrap_or_default();
+    if t.routes_changed {
+        format!("{link}#routes")
+    } else {
+        link
+    }
 }
 
 impl HookRunner {
@@ -164,6 +171,7 @@ impl HookRunner {
         let index = t.index.to_string();
         let old = t.old_state.map_or(String::new(), |s| s.name().to_string());
         let addresses = t.addresses.join(" ");
+        let routes = t.routes.join(", ");
         let zone = t.zone.clone().unwrap_or_default();
         let json = if cfg.emit_json { serde_json::to_string(t).unwrap_or_default() } else { String::new() };
         let mut env = vec![
@@ -173,6 +181,7 @@ impl HookRunner {
             ("OLD_STATE", old.as_str()),
             ("ZONE", zone.as_str()),
             ("ADDRESSES", addresses.as_str()),
+            ("ROUTES", routes.as_str()),
         ];
         if cfg.emit_json {
             env.push(("JSON", json.as_str()));
@@ -396,6 +405,8 @@ mod tests {
             old_state: None,
             zone: None,
             addresses: vec![],
+            routes: vec![],
+            routes_changed: false,
         };
         r.deliver(&Outgoing::LinkStates(vec![t(LinkState::Carrier)]));
         assert!(r.running.is_empty() && r.links.is_empty() && r.dir_warned);

@@ -63,6 +63,8 @@ pub struct PolicyRouter {
     /// BGP table must not be copied into memory).
     main: BTreeMap<RouteKey, Route>,
     oifs: std::collections::BTreeSet<u32>,
+    /// Interfaces whose main-table routes changed since the last turn (for `routes.d`).
+    changed_oifs: std::collections::BTreeSet<u32>,
     /// netmgrd's own rules and routes, as the kernel has them.
     rules: BTreeMap<RuleKey, Rule>,
     routes: BTreeMap<RouteKey, Route>,
@@ -89,6 +91,7 @@ impl PolicyRouter {
             links: None,
             main: BTreeMap::new(),
             oifs: Default::default(),
+            changed_oifs: Default::default(),
             rules: BTreeMap::new(),
             routes: BTreeMap::new(),
             last_error: None,
@@ -155,11 +158,19 @@ impl PolicyRouter {
             RouteMessage::NewRoute(r)
                 if r.table == RT_TABLE_MAIN && r.oif.is_some_and(|o| self.oifs.contains(&o)) =>
             {
-                let k = route_key(&r);
-                self.main.insert(k, r.clone()) != Some(r)
+                let (k, oif) = (route_key(&r), r.oif.unwrap_or(0));
+                let changed = self.main.insert(k, r.clone()) != Some(r);
+                if changed {
+                    self.changed_oifs.insert(oif);
+                }
+                changed
             }
             RouteMessage::DelRoute(r) if r.table == RT_TABLE_MAIN => {
-                self.main.remove(&route_key(&r)).is_some()
+                let gone = self.main.remove(&route_key(&r)).is_some();
+                if gone {
+                    self.changed_oifs.insert(r.oif.unwrap_or(0));
+                }
+                gone
             }
             RouteMessage::NewRule(r) if r.protocol == PROTOCOL => {
                 self.rules.insert(rule_key(&r), r).is_none()
@@ -292,6 +303,12 @@ fn describe_route(r: &Route) -> String {
     format!("{dst}{via} dev #{} table {}", r.oif.unwrap_or(0), r.table)
 }
 
+/// `default via 198.51.100.2`, `198.51.100.0/24`, as hooks get them.
+fn short_route(r: &Route) -> String {
+    let dst = r.dst.map_or("default".to_string(), |d| d.to_string());
+    r.gateway.map_or(dst.clone(), |g| format!("{dst} via {g}"))
+}
+
 fn describe_rule(r: &Rule) -> String {
     match (r.src, r.dst) {
         (Some(s), _) => format!("from {s} lookup {} pref {}", r.table, r.priority),
@@ -317,6 +334,7 @@ impl Source for PolicyRouter {
             if oifs != self.oifs {
                 // Other interfaces: their main-table routes are read again.
                 self.oifs = oifs;
+                self.changed_oifs.extend(self.oifs.iter().copied());
                 if let Err(e) = self.dump() {
                     log::error!("policy routing: cannot read routes: {e}");
                     self.last_error = Some(format!("cannot read routes: {e}"));
@@ -328,24 +346,28 @@ impl Source for PolicyRouter {
     /// At the end of every turn: reconcile what changed, then drain the events of netmgrd's
     /// own requests so they do not wake the next poll.
     fn settle(&mut self, events: &mut Vec<Event>) {
-        if !self.dirty || self.links.is_none() {
-            return;
-        }
-        self.dirty = false;
-        match self.reconcile() {
-            Ok(()) => self.last_error = None,
-            Err(e) => {
-                log::warn!("policy routing: {e}");
-                self.last_error = Some(e.to_string());
+        if self.dirty && self.links.is_some() {
+            self.dirty = false;
+            match self.reconcile() {
+                Ok(()) => self.last_error = None,
+                Err(e) => {
+                    log::warn!("policy routing: {e}");
+                    self.last_error = Some(e.to_string());
+                }
+            }
+            // The events of our own requests change nothing more.
+            self.read_mcast();
+            self.dirty = false;
+            let report = self.report();
+            if self.reported.as_ref() != Some(&report) {
+                self.reported = Some(report.clone());
+                events.push(Event::Policy(report));
             }
         }
-        self.read_mcast();
-        // The events of our own requests change nothing more.
-        self.dirty = false;
-        let report = self.report();
-        if self.reported.as_ref() != Some(&report) {
-            self.reported = Some(report.clone());
-            events.push(Event::Policy(report));
+        // Last, so main-table changes read just above are reported too.
+        for index in std::mem::take(&mut self.changed_oifs) {
+            let routes = self.main.values().filter(|r| r.oif == Some(index)).map(short_route).collect();
+            events.push(Event::LinkRoutes { index, routes });
         }
     }
 }
