@@ -67,7 +67,7 @@ cross: static-deps
 # input) stops with its input in fuzz/artifacts/TARGET: copy it to fuzz/regressions/TARGET,
 # fix it, and `make test` replays it on stable from then on.
 FUZZ_SECONDS ?= 600
-FUZZ_TARGETS := config control_line http_response docker_json rtnetlink nft_monitor inotify_events
+FUZZ_TARGETS := config control_line http_response docker_json rtnetlink nft_monitor inotify_events journal_lines route
 fuzz: deps
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
 	cd fuzz && for t in $(FUZZ_TARGETS); do \

@@ -13,11 +13,16 @@
 mod fake_engine;
 
 use fake_engine::{FakeContainer, FakeEngine};
+use neli::consts::socket::NlFamily;
+use neli::socket::NlSocket;
+use neli::utils::Groups;
 use netmgrd::elements::TableRef;
 use netmgrd::elements::{Elem, SetId, SetKind};
 use netmgrd::nft::Nft;
+use netmgrd::wire::route::{Route, Rule};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
+use std::os::unix::io::AsRawFd;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -110,6 +115,14 @@ fn inner() {
     let bin = std::env::var("NETMGRD_BIN").expect("NETMGRD_BIN");
     let dir = std::env::temp_dir().join(format!("nmbench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
+    // NETMGRD_BENCH_ONLY=link: only the hooks and policy-routing rows (while working on them).
+    if std::env::var("NETMGRD_BENCH_ONLY").as_deref() == Ok("link") {
+        sh("sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0");
+        let l = link_bench(&bin, &dir);
+        println!("| hook | median {:.2} ms, p95 {:.2} ms (ip {:.2}) | policy | median {:.2} ms, p95 {:.2} ms | idle {} |", l.hook.median, l.hook.p95, l.ip_link.median, l.policy.median, l.policy.p95, l.idle_switches);
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
     // No IPv6 DAD in the namespace: link-local addresses finishing DAD seconds after link-up
     // are real kernel events and would land in the idle window.
     sh("sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0");
@@ -209,6 +222,7 @@ fn inner() {
     let journald = Journald::start();
     let journal = journald.as_ref().and_then(|j| cgroup_bench(&bin, &dir, &mut nft, Some(j)));
     drop(journald);
+    let link = link_bench(&bin, &dir);
     let _ = std::fs::remove_dir_all(&dir);
 
     let a = stats(add_lat);
@@ -301,6 +315,18 @@ fn inner() {
         }
         None => println!("| cgroup rows | n/a (no cgroup2 mount) |"),
     }
+    println!(
+        "| `ip link set PEER up` started -> hook running (its file written) | median {:.2} ms, p95 {:.2} ms, max {:.2} ms (`sh -c ip` itself: median {:.2} ms) |",
+        link.hook.median, link.hook.p95, link.hook.max, link.ip_link.median
+    );
+    println!(
+        "| `ip addr add` started -> policy rules and routes in place (read by a dump) | median {:.2} ms, p95 {:.2} ms, max {:.2} ms |",
+        link.policy.median, link.policy.p95, link.policy.max
+    );
+    println!(
+        "| idle 3 s with hooks and policy routing configured | {} context switches |",
+        link.idle_switches
+    );
     match &journal {
         Some(c) => {
             println!(
@@ -472,6 +498,128 @@ fn cgroup_bench(
     let _ = std::fs::remove_dir(&sub);
     sh("nft delete table inet cg");
     Some(CgroupFigures { created: stats(created), burst_ms, idle_switches })
+}
+
+struct LinkFigures {
+    hook: Stats,
+    /// How long `ip link set` itself took (part of the hook figure).
+    ip_link: Stats,
+    policy: Stats,
+    idle_switches: u64,
+}
+
+/// Every rule and route of netmgrd's (proto 233), read by a dump on a socket of our own.
+fn policy_entries(sock: &NlSocket, buf: &mut [u8]) -> (Vec<Rule>, Vec<Route>) {
+    use netmgrd::wire::route::{dump_request, parse, RouteMessage};
+    let mut rules = Vec::new();
+    let mut routes = Vec::new();
+    for (i, want_rules) in [true, false].into_iter().enumerate() {
+        let seq = 1000 + i as u32;
+        netmgrd::sys::fd::send_iovecs(sock.as_raw_fd(), &[&dump_request(want_rules, seq)]).expect("dump");
+        'dump: loop {
+            let n = netmgrd::sys::fd::recv(sock.as_raw_fd(), buf, false).expect("recv").unwrap_or(0);
+            for m in parse(&buf[..n]) {
+                match m {
+                    RouteMessage::Done { .. } => break 'dump,
+                    RouteMessage::NewRule(r) if r.protocol == 233 => rules.push(r),
+                    RouteMessage::NewRoute(r) if r.protocol == 233 => routes.push(r),
+                    _ => {}
+                }
+            }
+        }
+    }
+    (rules, routes)
+}
+
+/// Hooks and policy routing on a veth pair: link up -> hook process running (it creates a
+/// file: the figure includes the shell's start), address added -> rules and routes in place.
+fn link_bench(bin: &str, dir: &std::path::Path) -> LinkFigures {
+    sh("ip link add hb0 type veth peer name hb1 && ip link set hb0 up");
+    let hooks = dir.join("hooks");
+    // With DAD off the peer's link-local address is there at once: up is `degraded`.
+    for (state, file) in [("carrier.d", "up"), ("degraded.d", "up"), ("no-carrier.d", "down")] {
+        std::fs::create_dir_all(hooks.join(state)).expect("mkdir");
+        let script = hooks.join(state).join("10-touch");
+        std::fs::write(&script, format!("#!/bin/sh\n: > {}\n", dir.join(file).display())).expect("hook");
+        sh(&format!("chmod +x {}", script.display()));
+    }
+    std::fs::write(
+        dir.join("link.yaml"),
+        format!(
+            "hooks: {{ dir: {} }}\npolicy_routing:\n  - {{ interface: hb0, table: 10100, priority: 1100 }}\n",
+            hooks.display()
+        ),
+    )
+    .expect("config");
+    let log = dir.join("link.log");
+    let mut child = spawn_netmgrd(bin, &dir.join("link.yaml"), &dir.join("link.sock"), Some(&log));
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let wait_file = |name: &str| {
+        let p = dir.join(name);
+        let t = Instant::now();
+        while !p.exists() {
+            assert!(t.elapsed() < Duration::from_secs(5), "no {name} hook");
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        let _ = std::fs::remove_file(&p);
+    };
+    // At start hb0 is up without carrier: its no-carrier hook runs once.
+    wait_file("down");
+    let mut hook = Vec::new();
+    let mut ip_link = Vec::new();
+    for _ in 0..TRIALS {
+        let t = Instant::now();
+        sh("ip link set hb1 up");
+        ip_link.push(ms(t.elapsed()));
+        wait_file("up");
+        hook.push(ms(t.elapsed()));
+        sh("ip link set hb1 down");
+        wait_file("down");
+    }
+    sh("ip link set hb1 up");
+    wait_file("up");
+    let sock = NlSocket::connect(NlFamily::Route, None, Groups::empty()).expect("netlink");
+    let mut buf = vec![0u8; 1 << 16];
+    let mut policy = Vec::new();
+    for i in 0..TRIALS {
+        let a = format!("198.18.5.{}", i + 1);
+        let t = Instant::now();
+        sh(&format!("ip addr add {a}/24 dev hb0"));
+        let ip: IpAddr = a.parse().expect("ip");
+        loop {
+            let (rules, routes) = policy_entries(&sock, &mut buf);
+            let has_rules = rules
+                .iter()
+                .filter(|r| r.src.map(|p| p.addr) == Some(ip) || r.dst.map(|p| p.addr) == Some(ip))
+                .count()
+                == 2;
+            if has_rules && routes.iter().any(|r| r.table == 10100 && r.dst.is_some()) {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "no policy rules for {a}: {rules:?} {routes:?}\n{}",
+                log_text()
+            );
+        }
+        policy.push(ms(t.elapsed()));
+        sh(&format!("ip addr del {a}/24 dev hb0"));
+        let t = Instant::now();
+        while !policy_entries(&sock, &mut buf).0.is_empty() {
+            assert!(t.elapsed() < Duration::from_secs(5), "rules for {a} stay");
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = child.id();
+    let switches =
+        || proc_field(pid, "voluntary_ctxt_switches:") + proc_field(pid, "nonvoluntary_ctxt_switches:");
+    let before = switches();
+    std::thread::sleep(Duration::from_secs(3));
+    let idle_switches = switches() - before;
+    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = child.wait();
+    sh("ip link del hb0");
+    LinkFigures { hook: stats(hook), ip_link: stats(ip_link), policy: stats(policy), idle_switches }
 }
 
 const CONTROL_REQUESTS: usize = 1000;

@@ -83,6 +83,9 @@ pub struct Daemon<K: Kernel> {
     /// netmgrd's policy routing state, and what the router was last told.
     policy: Option<crate::event::PolicyReport>,
     policy_links: Option<Vec<PolicyLink>>,
+    /// PolicyLinks went out and the router has not reported back yet: those links are not
+    /// `configured` until it has.
+    policy_pending: bool,
     /// Main-table routes per ifindex, for hooks (policy-routing interfaces only).
     link_routes: BTreeMap<u32, Vec<String>>,
     /// The last hook run per link name ("" for manager.d).
@@ -134,6 +137,7 @@ impl<K: Kernel> Daemon<K> {
             last_hooks: BTreeMap::new(),
             policy: None,
             policy_links: None,
+            policy_pending: false,
             link_routes: BTreeMap::new(),
             owned: None,
             owned_checked: false,
@@ -741,9 +745,13 @@ impl<K: Kernel> Daemon<K> {
         let mut now = BTreeMap::new();
         for (index, link) in &self.observed.links {
             let zone = self.zone_of(&link.name);
-            let healthy = zone.as_ref().is_none_or(|z| {
+            let sets_ok = zone.as_ref().is_none_or(|z| {
                 self.setup.managed.of_zone(z).all(|s| matches!(self.health.get(s), None | Some(Health::Ok)))
             });
+            // A policy-routing interface also needs its rules and routes in place.
+            let policy_ok = !self.setup.config.policy_routing.iter().any(|e| e.interface == link.name)
+                || (!self.policy_pending && self.policy.as_ref().is_some_and(|p| p.error.is_none()));
+            let healthy = sets_ok && policy_ok;
             let state = link_state(link, self.observed.addresses_of(*index), healthy);
             let old = self.link_states.get(index).map(|(_, s)| *s);
             if old != Some(state) {
@@ -1006,7 +1014,10 @@ impl<K: Kernel> Handler for Daemon<K> {
                 }
                 Event::ChildExited { pid, status } => out.push(Outgoing::ChildExited { pid, status }),
                 Event::CgroupFollow(state) => self.cgroup_follow = Some(state),
-                Event::Policy(report) => self.policy = Some(report),
+                Event::Policy(report) => {
+                    self.policy = Some(report);
+                    self.policy_pending = false;
+                }
                 Event::LinkRoutes { index, routes } => {
                     log::debug!("routes of link {index}: {routes:?}");
                     let before = self.link_routes.insert(index, routes.clone());
@@ -1061,6 +1072,7 @@ impl<K: Kernel> Handler for Daemon<K> {
         if self.observed.net_ready {
             let links = self.policy_links();
             if self.policy_links.as_ref() != Some(&links) {
+                self.policy_pending = !links.is_empty();
                 self.policy_links = Some(links.clone());
                 out.push(Outgoing::PolicyLinks(links));
             }

@@ -3,7 +3,7 @@
 //! crash or hang case found through the same functions on stable (`make test`). Each must
 //! return, never panic, and stay linear in its input.
 
-use crate::wire::{control, docker, http, inotify, nft_monitor, rtnetlink};
+use crate::wire::{control, docker, http, inotify, journal, nft_monitor, route, rtnetlink};
 use std::path::Path;
 
 /// A config file: parse, validate, and plan the owned table.
@@ -75,6 +75,23 @@ pub fn inotify_events(data: &[u8]) {
     let _ = inotify::parse(data);
 }
 
+/// journalctl output in reads of varying size (the first byte picks the read size), each line
+/// through the journal parser, as the journal source does.
+pub fn journal_lines(data: &[u8]) {
+    let Some((&step, rest)) = data.split_first() else { return };
+    let mut lines = journal::Lines::default();
+    for chunk in rest.chunks(usize::from(step).max(1)) {
+        lines.feed(chunk, |l| {
+            let _ = journal::parse_line(l);
+        });
+    }
+}
+
+/// A route/rule datagram (RTM_*ROUTE, RTM_*RULE, ACKs).
+pub fn route(data: &[u8]) {
+    let _ = route::parse(data);
+}
+
 /// A fuzz entry point.
 pub type Target = fn(&[u8]);
 
@@ -87,4 +104,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("rtnetlink", rtnetlink),
     ("nft_monitor", nft_monitor),
     ("inotify_events", inotify_events),
+    ("journal_lines", journal_lines),
+    ("route", route),
 ];

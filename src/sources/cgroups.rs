@@ -43,12 +43,11 @@ pub fn find_root() -> Option<PathBuf> {
     })
 }
 
-/// Every cgroup below `root` whose path `keep` accepts, with its id; `None` when the root
-/// itself cannot be read (nothing known is not "no cgroups"). Bounded by `MAX_WATCHES`.
-pub fn scan_tree(root: &Path, keep: impl Fn(&str) -> bool) -> Option<Vec<(String, u64)>> {
-    std::fs::read_dir(root).ok()?;
-    let mut found = Vec::new();
-    let mut stack = vec![String::new()];
+/// Walks the tree below `root/start` depth first, calling `visit(relative path, full path)` on
+/// each directory; `visit` says whether to go below it (false: skip its children). At most
+/// `MAX_WATCHES` directories.
+pub fn walk(root: &Path, start: &str, mut visit: impl FnMut(&str, &Path) -> bool) {
+    let mut stack = vec![start.to_string()];
     let mut visited = 0usize;
     while let Some(dir) = stack.pop() {
         visited += 1;
@@ -57,13 +56,11 @@ pub fn scan_tree(root: &Path, keep: impl Fn(&str) -> bool) -> Option<Vec<(String
                 "cgroups: more than {MAX_WATCHES} cgroups under {}; the rest are not looked at",
                 root.display()
             );
-            break;
+            return;
         }
         let full = root.join(&dir);
-        if !dir.is_empty() && keep(&dir) {
-            if let Ok(m) = std::fs::metadata(&full) {
-                found.push((dir.clone(), m.ino()));
-            }
+        if !visit(&dir, &full) {
+            continue;
         }
         let Ok(entries) = std::fs::read_dir(&full) else { continue };
         for e in entries.flatten() {
@@ -72,6 +69,24 @@ pub fn scan_tree(root: &Path, keep: impl Fn(&str) -> bool) -> Option<Vec<(String
             }
         }
     }
+}
+
+/// The cgroup id of a directory (its inode number).
+fn id_of(full: &Path) -> Option<u64> {
+    std::fs::metadata(full).ok().map(|m| m.ino())
+}
+
+/// Every cgroup below `root` whose path `keep` accepts, with its id; `None` when the root
+/// itself cannot be read (nothing known is not "no cgroups").
+pub fn scan_tree(root: &Path, keep: impl Fn(&str) -> bool) -> Option<Vec<(String, u64)>> {
+    std::fs::read_dir(root).ok()?;
+    let mut found = Vec::new();
+    walk(root, "", |dir, full| {
+        if !dir.is_empty() && keep(dir) {
+            found.extend(id_of(full).map(|id| (dir.to_string(), id)));
+        }
+        true
+    });
     Some(found)
 }
 
@@ -100,9 +115,8 @@ impl CgroupSource {
 
     /// Watches `rel` and everything below it; returns every cgroup found with its id.
     fn scan(&mut self, rel: &str, found: &mut Vec<(String, u64)>) {
-        let mut stack = vec![rel.to_string()];
-        while let Some(dir) = stack.pop() {
-            let full = self.root.join(&dir);
+        let root = self.root.clone();
+        walk(&root, rel, |dir, full| {
             if self.watches.len() >= MAX_WATCHES {
                 if !self.cap_reported {
                     log::error!(
@@ -111,30 +125,23 @@ impl CgroupSource {
                     );
                     self.cap_reported = true;
                 }
-                continue;
+                return false;
             }
             // Watch first, then list: a child created in between is seen either way.
-            match inotify::add_watch(&self.fd, &full, WATCH_MASK) {
+            match inotify::add_watch(&self.fd, full, WATCH_MASK) {
                 Ok(wd) => {
-                    self.watches.insert(wd, dir.clone());
+                    self.watches.insert(wd, dir.to_string());
                 }
                 Err(e) => {
                     log::debug!("cgroups: cannot watch {}: {e}", full.display());
-                    continue;
+                    return false;
                 }
             }
             if !dir.is_empty() {
-                if let Ok(m) = std::fs::metadata(&full) {
-                    found.push((dir.clone(), m.ino()));
-                }
+                found.extend(id_of(full).map(|id| (dir.to_string(), id)));
             }
-            let Ok(entries) = std::fs::read_dir(&full) else { continue };
-            for e in entries.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    stack.push(join(&dir, &e.file_name().to_string_lossy()));
-                }
-            }
-        }
+            true
+        });
     }
 
     fn rescan(&mut self) {

@@ -71,7 +71,6 @@ pub struct PolicyRouter {
     last_error: Option<String>,
     /// Something changed: reconcile at the end of the turn.
     dirty: bool,
-    reported: Option<PolicyReport>,
     buf: Vec<u8>,
 }
 
@@ -96,7 +95,6 @@ impl PolicyRouter {
             routes: BTreeMap::new(),
             last_error: None,
             dirty: false,
-            reported: None,
             buf: vec![0u8; 64 * 1024],
         };
         p.dump()?;
@@ -322,6 +320,11 @@ impl Source for PolicyRouter {
         out.push((self.mcast.as_raw_fd(), POLLIN));
     }
 
+    /// Still dirty after `settle`'s rounds: run again at once (never a timer otherwise).
+    fn deadline(&self) -> Option<Instant> {
+        (self.dirty && self.links.is_some()).then(Instant::now)
+    }
+
     fn ready(&mut self, _fd: RawFd, _revents: i16, _now: Instant, _events: &mut Vec<Event>) {
         self.read_mcast();
     }
@@ -346,7 +349,11 @@ impl Source for PolicyRouter {
     /// At the end of every turn: reconcile what changed, then drain the events of netmgrd's
     /// own requests so they do not wake the next poll.
     fn settle(&mut self, events: &mut Vec<Event>) {
-        if self.dirty && self.links.is_some() {
+        // Reading the events of our own requests may bring main-table changes that arrived
+        // meanwhile (they make it dirty again; our own echoes do not): a few rounds at most.
+        let mut rounds = 0;
+        while self.dirty && self.links.is_some() && rounds < 4 {
+            rounds += 1;
             self.dirty = false;
             match self.reconcile() {
                 Ok(()) => self.last_error = None,
@@ -355,14 +362,12 @@ impl Source for PolicyRouter {
                     self.last_error = Some(e.to_string());
                 }
             }
-            // The events of our own requests change nothing more.
             self.read_mcast();
-            self.dirty = false;
-            let report = self.report();
-            if self.reported.as_ref() != Some(&report) {
-                self.reported = Some(report.clone());
-                events.push(Event::Policy(report));
-            }
+        }
+        if rounds > 0 {
+            // Every reconcile is reported: the daemon counts a policy interface `configured`
+            // only after it.
+            events.push(Event::Policy(self.report()));
         }
         // Last, so main-table changes read just above are reported too.
         for index in std::mem::take(&mut self.changed_oifs) {

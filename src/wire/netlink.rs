@@ -92,6 +92,18 @@ pub fn parse_ack(msg: &Message<'_>) -> Option<Ack> {
     Some(Ack { errno, message })
 }
 
+/// Pseudo-random bytes for the parsers' garbage tests (a fixed LCG: the same bytes each run).
+#[cfg(test)]
+pub(crate) fn noise(seed: u32, n: usize) -> Vec<u8> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            x = x.wrapping_mul(1103515245).wrapping_add(12345);
+            (x >> 16) as u8
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

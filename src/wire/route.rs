@@ -326,13 +326,7 @@ mod tests {
 
     #[test]
     fn garbage_never_panics() {
-        let mut x: u32 = 99;
-        let noise: Vec<u8> = (0..400)
-            .map(|_| {
-                x = x.wrapping_mul(1103515245).wrapping_add(12345);
-                (x >> 16) as u8
-            })
-            .collect();
+        let noise = super::netlink::noise(99, 400);
         for n in 0..noise.len() {
             let _ = parse(&noise[..n]);
         }

@@ -255,13 +255,7 @@ mod tests {
         m[4..6].copy_from_slice(&libc::RTM_NEWADDR.to_ne_bytes());
         assert!(matches!(parse(&m)[0], Err(ParseError::BadPayload { .. })));
         // Every prefix of every length of pseudo-random bytes.
-        let mut x: u32 = 12345;
-        let noise: Vec<u8> = (0..512)
-            .map(|_| {
-                x = x.wrapping_mul(1103515245).wrapping_add(12345);
-                (x >> 16) as u8
-            })
-            .collect();
+        let noise = netlink::noise(12345, 512);
         for n in 0..noise.len() {
             let _ = parse(&noise[..n]);
         }
