@@ -86,6 +86,10 @@ pub struct Daemon<K: Kernel> {
     /// PolicyLinks went out and the router has not reported back yet: those links are not
     /// `configured` until it has.
     policy_pending: bool,
+    /// Docker network requests last sent, problems of the last plan, refused requests.
+    net_actions: Vec<crate::docker_networks::NetAction>,
+    net_problems: Vec<String>,
+    net_refused: BTreeMap<String, String>,
     /// Main-table routes per ifindex, for hooks (policy-routing interfaces only).
     link_routes: BTreeMap<u32, Vec<String>>,
     /// The last hook run per link name ("" for manager.d).
@@ -139,6 +143,9 @@ impl<K: Kernel> Daemon<K> {
             policy_links: None,
             policy_pending: false,
             link_routes: BTreeMap::new(),
+            net_actions: Vec::new(),
+            net_problems: Vec::new(),
+            net_refused: BTreeMap::new(),
             owned: None,
             owned_checked: false,
             foreign: ForeignState::default(),
@@ -610,6 +617,7 @@ impl<K: Kernel> Daemon<K> {
                 .filter(|(o, _)| o.from_containers())
                 .map(|(_, s)| self.set_summary(s))
                 .collect(),
+            network_problems: self.net_problems.iter().chain(self.net_refused.values()).cloned().collect(),
         });
         let zones = config
             .zone_names()
@@ -727,6 +735,27 @@ impl<K: Kernel> Daemon<K> {
                 })
             })
             .collect()
+    }
+
+    /// Docker networks and fixed container addresses: the requests wanted now go to the
+    /// Docker source whenever they change.
+    fn plan_docker_networks(&mut self, out: &mut Vec<Outgoing>) {
+        let (Some(cfg), Some(networks)) = (&self.setup.config.docker, &self.observed.networks) else {
+            return;
+        };
+        if !self.observed.docker_ready {
+            return;
+        }
+        let containers: Vec<_> = self.observed.containers.values().collect();
+        let (actions, problems) = crate::docker_networks::plan(cfg, networks, &containers);
+        for p in problems.iter().filter(|p| !self.net_problems.contains(p)) {
+            log::warn!("docker: {p}");
+        }
+        self.net_problems = problems;
+        if actions != self.net_actions {
+            self.net_actions = actions.clone();
+            out.push(Outgoing::DockerNetActions(actions));
+        }
     }
 
     /// The zone an interface belongs to.
@@ -1060,6 +1089,14 @@ impl<K: Kernel> Handler for Daemon<K> {
                 Event::NftCommit(c) => commits.push(c),
                 Event::NftLost(why) => lost = Some(why),
                 Event::Engine(status) => self.engine = Some(status),
+                Event::DockerNetResult { action, error } => match error {
+                    Some(e) => {
+                        self.net_refused.insert(action, e);
+                    }
+                    None => {
+                        self.net_refused.remove(&action);
+                    }
+                },
                 net => {
                     if self.observed.apply(&net) {
                         log::debug!("{net:?}");
@@ -1077,6 +1114,7 @@ impl<K: Kernel> Handler for Daemon<K> {
                 out.push(Outgoing::PolicyLinks(links));
             }
         }
+        self.plan_docker_networks(&mut out);
         let mut transitions = self.link_transitions();
         transitions.append(&mut route_changes);
         if !transitions.is_empty() {

@@ -46,6 +46,13 @@ pub enum Event {
     /// A container stopped, paused, was removed, or vanished.
     ContainerGone(String),
     Engine(EngineStatus),
+    /// Every network the Engine has.
+    DockerNetworks(Vec<crate::wire::docker::EngineNetwork>),
+    /// A network request (create, delete, connect) finished.
+    DockerNetResult {
+        action: String,
+        error: Option<String>,
+    },
     /// One request line from a control-socket client.
     Control {
         client: u64,

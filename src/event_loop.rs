@@ -23,6 +23,8 @@ pub enum Outgoing {
     ChildExited { pid: i32, status: i32 },
     /// The hooks settings after a (re)load; `None` turns hooks off.
     Hooks(Option<crate::config::HooksConfig>),
+    /// The Docker network requests wanted now (create, delete, connect).
+    DockerNetActions(Vec<crate::docker_networks::NetAction>),
     /// The policy-routing interfaces with their addresses, when they changed.
     PolicyLinks(Vec<crate::policy::PolicyLink>),
     /// Links that changed state this turn (and the manager state, when it changed).

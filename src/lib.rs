@@ -26,6 +26,7 @@
 pub mod config;
 pub mod daemon;
 pub mod diff;
+pub mod docker_networks;
 pub mod elements;
 pub mod event;
 pub mod event_loop;

@@ -23,6 +23,8 @@ pub struct Observed {
     pub cgroups: BTreeMap<String, u64>,
     /// False until the first cgroup scan: until then cgroup sets are left alone.
     pub cgroups_ready: bool,
+    /// The Engine's networks, once listed.
+    pub networks: Option<Vec<crate::wire::docker::EngineNetwork>>,
 }
 
 impl Observed {
@@ -88,7 +90,13 @@ impl Observed {
                 self.cgroups.extend(found.iter().cloned());
                 self.cgroups != before
             }
+            Event::DockerNetworks(list) => {
+                let changed = self.networks.as_ref() != Some(list);
+                self.networks = Some(list.clone());
+                changed
+            }
             Event::NetResyncing
+            | Event::DockerNetResult { .. }
             | Event::CgroupFollow(_)
             | Event::HookFinished { .. }
             | Event::Policy(_)

@@ -51,6 +51,16 @@ impl IpPrefix {
         }
     }
 
+    /// True when the address lies inside this prefix.
+    pub fn contains_addr(&self, a: IpAddr) -> bool {
+        IpPrefix::new(a, max_len(&a)).is_some_and(|host| self.contains(&host))
+    }
+
+    /// True when the two prefixes share an address.
+    pub fn overlaps(&self, other: &IpPrefix) -> bool {
+        self.contains(other) || other.contains(self)
+    }
+
     /// True when `other` lies inside this prefix.
     pub fn contains(&self, other: &IpPrefix) -> bool {
         other.len >= self.len

@@ -128,6 +128,10 @@ pub struct DockerReport {
     pub synced: bool,
     pub containers: usize,
     pub sets: Vec<SetSummary>,
+    /// What is wrong with `docker.networks` / `docker.containers` that netmgrd will not change,
+    /// and network requests the Engine refused (retried every 30 s).
+    #[serde(default)]
+    pub network_problems: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

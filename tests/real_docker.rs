@@ -168,3 +168,103 @@ fn real_container_ip_in_set_and_published_port_through_dnat() {
     assert!(!try_sh(&format!("nft list table {table}")).0, "test tables removed");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Networks and containers this test made, removed on drop.
+struct DockerThings {
+    containers: Vec<String>,
+    networks: Vec<String>,
+}
+
+impl Drop for DockerThings {
+    fn drop(&mut self) {
+        for c in &self.containers {
+            let _ = try_sh(&format!("docker rm -f {c}"));
+        }
+        for n in &self.networks {
+            let _ = try_sh(&format!("docker network rm {n}"));
+        }
+    }
+}
+
+fn container_ip(container: &str, network: &str) -> Option<String> {
+    let (ok, out) = try_sh(&format!(
+        "docker inspect -f '{{{{with index .NetworkSettings.Networks \"{network}\"}}}}{{{{.IPAddress}}}}{{{{end}}}}' {container}"
+    ));
+    (ok && !out.is_empty()).then_some(out)
+}
+
+fn subnet_of(network: &str) -> Option<String> {
+    let (ok, out) = try_sh(&format!(
+        "docker network inspect -f '{{{{range .IPAM.Config}}}}{{{{.Subnet}}}}{{{{end}}}}' {network}"
+    ));
+    ok.then_some(out)
+}
+
+/// A network created with its subnet, a running container connected with its fixed address,
+/// a refused connect (address taken) and a network of another subnet reported in `status`,
+/// never changed. netmgrd runs in a namespace of its own; only the Engine is shared.
+#[test]
+#[ignore = "needs a real Docker Engine; `make test` runs it when `docker info` answers"]
+fn real_network_created_and_container_connected_with_its_fixed_address() {
+    ensure_image();
+    let pid = std::process::id();
+    let third = 100 + pid % 100;
+    let (net, foreign, lb, other) = (
+        format!("nmt-net-{pid}"),
+        format!("nmt-foreign-{pid}"),
+        format!("nmt-lb-{pid}"),
+        format!("nmt-other-{pid}"),
+    );
+    let _cleanup = DockerThings {
+        containers: vec![lb.clone(), other.clone()],
+        networks: vec![net.clone(), foreign.clone()],
+    };
+    sh(&format!("docker network create --subnet 198.19.{third}.0/24 {foreign}"));
+    sh(&format!("docker run -d --name {lb} {IMAGE} sleep 600"));
+    sh(&format!("docker run -d --name {other} {IMAGE} sleep 600"));
+    let ns = common::Netns::new("dnet");
+    let config = format!(
+        "docker:\n  networks:\n    {net}: {{ subnet: 198.18.{third}.0/24, gateway: 198.18.{third}.1 }}\n    {foreign}: {{ subnet: 198.19.{}.0/24 }}\n  containers:\n    {lb}: {{ networks: {{ {net}: 198.18.{third}.2 }} }}\n    {other}: {{ networks: {{ {net}: 198.18.{third}.3 }} }}\n    nmt-late-{pid}: {{ networks: {{ {net}: 198.18.{third}.4 }} }}\n",
+        third + 50
+    );
+    let d = Daemon::start(&ns, &config);
+    assert!(
+        wait_until(Duration::from_secs(20), || subnet_of(&net).as_deref()
+            == Some(&format!("198.18.{third}.0/24"))),
+        "network not created: {}",
+        d.log_text()
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || container_ip(&lb, &net).as_deref()
+            == Some(&format!("198.18.{third}.2"))),
+        "{lb} not connected: {}",
+        d.log_text()
+    );
+    assert_eq!(container_ip(&other, &net).as_deref(), Some(format!("198.18.{third}.3").as_str()));
+    // The network of another subnet is reported and left alone.
+    let problems = || d.ctl("status")["result"]["docker"]["network_problems"].clone();
+    assert!(
+        wait_until(Duration::from_secs(10), || problems()
+            .to_string()
+            .contains(&format!("network {foreign} exists with subnet 198.19.{third}.0/24"))),
+        "{}",
+        problems()
+    );
+    assert_eq!(subnet_of(&foreign).as_deref(), Some(format!("198.19.{third}.0/24").as_str()));
+    // A configured container whose address another one took: the Engine refuses, status says
+    // why, netmgrd goes on (and tries again later).
+    let (late, squatter) = (format!("nmt-late-{pid}"), format!("nmt-squat-{pid}"));
+    let _more = DockerThings { containers: vec![late.clone(), squatter.clone()], networks: vec![] };
+    sh(&format!("docker run -d --name {squatter} --network {net} --ip 198.18.{third}.4 {IMAGE} sleep 600"));
+    sh(&format!("docker run -d --name {late} {IMAGE} sleep 600"));
+    assert!(
+        wait_until(Duration::from_secs(20), || problems()
+            .to_string()
+            .contains(&format!("connect {late} to {net} as 198.18.{third}.4"))),
+        "refusal not reported: {} {}",
+        problems(),
+        d.log_text()
+    );
+    assert!(container_ip(&late, &net).is_none());
+    assert_eq!(d.ctl("ping")["ok"], true);
+}

@@ -28,6 +28,11 @@ fn opt_nft_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Er
     nft_name(d).map(Some)
 }
 
+fn prefix<'de, D: Deserializer<'de>>(d: D) -> Result<IpPrefix, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse::<IpPrefix>().map_err(de::Error::custom)
+}
+
 fn opt_prefix<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IpPrefix>, D::Error> {
     let s = String::deserialize(d)?;
     s.parse::<IpPrefix>().map(Some).map_err(de::Error::custom)
@@ -293,6 +298,35 @@ pub struct DockerConfig {
     /// Published ports into the owned table's DNAT map.
     #[serde(default)]
     pub publish: bool,
+    /// Networks netmgrd makes sure exist (bridge driver, this subnet and gateway).
+    #[serde(default)]
+    pub networks: BTreeMap<String, DockerNetworkConfig>,
+    /// Containers netmgrd connects to networks with a fixed address, by container name.
+    #[serde(default)]
+    pub containers: BTreeMap<String, DockerContainerConfig>,
+}
+
+/// A Docker network netmgrd creates when missing.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerNetworkConfig {
+    #[serde(deserialize_with = "prefix")]
+    pub subnet: IpPrefix,
+    #[serde(default)]
+    pub gateway: Option<std::net::IpAddr>,
+    #[serde(default, deserialize_with = "opt_prefix")]
+    pub ipv6_subnet: Option<IpPrefix>,
+}
+
+/// A container's fixed addresses, per network name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerContainerConfig {
+    #[serde(default)]
+    pub networks: BTreeMap<String, std::net::IpAddr>,
+    /// Routes inside the container's namespace: not built yet (refused with a located error).
+    #[serde(default)]
+    pub routes: Vec<serde_yaml::Value>,
 }
 
 pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";

@@ -130,6 +130,58 @@ pub(super) fn docker(text: &str, docker: &DockerConfig) -> Result<(), Problem> {
             ));
         }
     }
+    for (name, n) in &docker.networks {
+        let fail = |m: String| Err((locate(text, name, 0), format!("docker.networks.{name}: {m}")));
+        if n.subnet.addr.is_ipv6() {
+            return fail(format!("subnet {} is IPv6; put it in ipv6_subnet", n.subnet));
+        }
+        if n.gateway.is_some_and(|g| !n.subnet.contains_addr(g)) {
+            return fail(format!(
+                "gateway {} is outside {}",
+                n.gateway.map(|g| g.to_string()).unwrap_or_default(),
+                n.subnet
+            ));
+        }
+        if n.ipv6_subnet.is_some_and(|p| p.addr.is_ipv4()) {
+            return fail("ipv6_subnet is not IPv6".into());
+        }
+        if let Some((other, _)) =
+            docker.networks.iter().find(|(o, m)| *o != name && m.subnet.overlaps(&n.subnet))
+        {
+            return fail(format!("subnet {} overlaps docker.networks.{other}", n.subnet));
+        }
+    }
+    for (cname, c) in &docker.containers {
+        if !c.routes.is_empty() {
+            return Err((
+                locate(text, "routes", 0),
+                format!("docker.containers.{cname}.routes: routes inside a container's namespace are not built yet"),
+            ));
+        }
+        for (net, ip) in &c.networks {
+            let Some(n) = docker.networks.get(net) else {
+                return Err((
+                    locate(text, net, 1),
+                    format!("docker.containers.{cname}: network `{net}` is not in docker.networks"),
+                ));
+            };
+            let inside = n.subnet.contains_addr(*ip) || n.ipv6_subnet.is_some_and(|p| p.contains_addr(*ip));
+            if !inside || n.gateway == Some(*ip) {
+                return Err((
+                    locate(text, &ip.to_string(), 0),
+                    format!("docker.containers.{cname}: {ip} is not a free address of {net}"),
+                ));
+            }
+            if let Some((other, _)) =
+                docker.containers.iter().find(|(o, oc)| *o != cname && oc.networks.get(net) == Some(ip))
+            {
+                return Err((
+                    locate(text, &ip.to_string(), 1),
+                    format!("docker.containers.{cname}: {ip} on {net} is also given to {other}"),
+                ));
+            }
+        }
+    }
     Ok(())
 }
 

@@ -7,6 +7,7 @@
 //! stream ending (dockerd restart) means reconnect with capped exponential backoff and sync
 //! again. Events are hints: each one leads to an inspect, whose answer is the truth.
 
+use crate::docker_networks::NetAction;
 use crate::event::{EngineState, EngineStatus, Event};
 use crate::event_loop::{Outgoing, Source};
 use crate::sys::fd::connect_unix_nonblocking;
@@ -37,7 +38,12 @@ enum Purpose {
     Events,
     List,
     Inspect(String),
+    Networks,
+    Action(NetAction),
 }
+
+/// A network request that failed is tried again after this long (or when the plan changes).
+const ACTION_RETRY: Duration = Duration::from_secs(30);
 
 struct Conn {
     stream: UnixStream,
@@ -64,6 +70,12 @@ pub struct DockerSource {
     backoff: Duration,
     status: EngineStatus,
     event_line: Vec<u8>,
+    /// The network requests the daemon wants made now.
+    wanted: Vec<NetAction>,
+    /// Failed requests, not tried again before this time.
+    failed: std::collections::BTreeMap<NetAction, Instant>,
+    /// Events from `deliver` (which has no event list), handed over in `settle`.
+    pending: Vec<Event>,
 }
 
 fn now_unix() -> u64 {
@@ -84,6 +96,9 @@ impl DockerSource {
             backoff: BACKOFF_START,
             status: EngineStatus::default(),
             event_line: Vec::new(),
+            wanted: Vec::new(),
+            failed: Default::default(),
+            pending: Vec::new(),
         };
         s.reconfigure(socket);
         s
@@ -117,12 +132,30 @@ impl DockerSource {
             (Purpose::Events, Some(v)) => docker::events_path(v),
             (Purpose::List, Some(v)) => format!("/v{v}/containers/json"),
             (Purpose::Inspect(id), Some(v)) => format!("/v{v}/containers/{}/json", http::url_encode(id)),
+            (Purpose::Networks, Some(v)) => format!("/v{v}/networks"),
+            (Purpose::Action(NetAction::Create { .. }), Some(v)) => format!("/v{v}/networks/create"),
+            (Purpose::Action(NetAction::Delete { id, .. }), Some(v)) => {
+                format!("/v{v}/networks/{}", http::url_encode(id))
+            }
+            (Purpose::Action(NetAction::Connect { network_id, .. }), Some(v)) => {
+                format!("/v{v}/networks/{}/connect", http::url_encode(network_id))
+            }
             (_, None) => return Err(io::Error::other("no API version negotiated")),
         };
         let streaming = purpose == Purpose::Events;
+        let out = match &purpose {
+            Purpose::Action(NetAction::Create { name, subnet, gateway, ipv6_subnet }) => {
+                http::post(&path, &docker::network_create_body(name, *subnet, *gateway, *ipv6_subnet))
+            }
+            Purpose::Action(NetAction::Connect { container_id, ip, .. }) => {
+                http::post(&path, &docker::network_connect_body(container_id, *ip))
+            }
+            Purpose::Action(NetAction::Delete { .. }) => http::delete(&path),
+            _ => http::get(&path, streaming),
+        };
         let mut conn = Conn {
             stream,
-            out: http::get(&path, streaming),
+            out,
             resp: Response::new(if streaming { MAX_EVENT_LINE } else { MAX_BODY }),
             deadline: (!streaming).then_some(now + REQUEST_TIMEOUT),
             purpose,
@@ -188,7 +221,40 @@ impl DockerSource {
                 self.queue.retain(|q| *q != id);
                 events.push(Event::ContainerGone(id));
             }
+            EngineEvent::Networks => self.list_networks(Instant::now(), events),
             EngineEvent::Ignored => {}
+        }
+    }
+
+    /// Lists the Engine's networks (unless a listing is already on its way).
+    fn list_networks(&mut self, now: Instant, events: &mut Vec<Event>) {
+        if self.version.is_none() || self.conns.iter().any(|c| c.purpose == Purpose::Networks) {
+            return;
+        }
+        if let Err(e) = self.open(Purpose::Networks, now) {
+            self.fail(format!("cannot connect to list networks: {e}"), now, events);
+        }
+    }
+
+    /// Starts the wanted network requests that are not running and not waiting after a failure.
+    fn pump_actions(&mut self, now: Instant, events: &mut Vec<Event>) {
+        if self.status.state != EngineState::Connected {
+            return;
+        }
+        self.failed.retain(|a, until| *until > now && self.wanted.contains(a));
+        let todo: Vec<NetAction> = self
+            .wanted
+            .iter()
+            .filter(|a| !self.failed.contains_key(*a))
+            .filter(|a| !self.conns.iter().any(|c| c.purpose == Purpose::Action((*a).clone())))
+            .cloned()
+            .collect();
+        for a in todo {
+            log::info!("docker: {a}");
+            if let Err(e) = self.open(Purpose::Action(a), now) {
+                self.fail(format!("cannot connect for a network request: {e}"), now, events);
+                return;
+            }
         }
     }
 
@@ -247,6 +313,30 @@ impl DockerSource {
                     }),
                 }
             }
+            Purpose::Networks => match (resp.status, docker::parse_networks(&resp.body)) {
+                (200, Ok(list)) => events.push(Event::DockerNetworks(list)),
+                (200, Err(e)) => log::warn!("docker: {e}"),
+                (code, _) => log::warn!("docker: GET /networks answered {code}"),
+            },
+            Purpose::Action(a) => {
+                let error = match resp.status {
+                    200..=299 => None,
+                    code => Some(format!(
+                        "{a}: the Engine answered {code}: {}",
+                        docker::error_message(&resp.body)
+                    )),
+                };
+                match &error {
+                    Some(e) => {
+                        log::warn!("docker: {e}");
+                        self.failed.insert(a.clone(), now + ACTION_RETRY);
+                    }
+                    None => log::info!("docker: done: {a}"),
+                }
+                events.push(Event::DockerNetResult { action: a.to_string(), error });
+                // What the Engine has now decides the next step.
+                self.list_networks(now, events);
+            }
             Purpose::Events => self.fail("the event stream ended".into(), now, events),
         }
     }
@@ -260,6 +350,7 @@ impl DockerSource {
         events.push(Event::DockerSnapshot(sync.found));
         self.backoff = BACKOFF_START;
         self.set_state(EngineState::Connected, None, events);
+        self.list_networks(Instant::now(), events);
         for e in sync.held_back {
             self.on_engine_event(e, events);
         }
@@ -381,7 +472,13 @@ impl Source for DockerSource {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        self.conns.iter().filter_map(|c| c.deadline).chain(self.retry_at).min()
+        // A failed network request still wanted is tried again when its wait ends.
+        let retry = self.failed.iter().filter(|(a, _)| self.wanted.contains(a)).map(|(_, t)| *t).min();
+        self.conns.iter().filter_map(|c| c.deadline).chain(self.retry_at).chain(retry).min()
+    }
+
+    fn settle(&mut self, events: &mut Vec<Event>) {
+        events.append(&mut self.pending);
     }
 
     fn ready(&mut self, fd: RawFd, _revents: i16, now: Instant, events: &mut Vec<Event>) {
@@ -392,12 +489,20 @@ impl Source for DockerSource {
     }
 
     fn deliver(&mut self, msg: &Outgoing) {
-        if let Outgoing::DockerSocket(socket) = msg {
-            self.reconfigure(socket.clone());
+        match msg {
+            Outgoing::DockerSocket(socket) => self.reconfigure(socket.clone()),
+            Outgoing::DockerNetActions(actions) => {
+                self.wanted = actions.clone();
+                let mut events = std::mem::take(&mut self.pending);
+                self.pump_actions(Instant::now(), &mut events);
+                self.pending = events;
+            }
+            _ => {}
         }
     }
 
     fn expired(&mut self, now: Instant, events: &mut Vec<Event>) {
+        self.pump_actions(now, events);
         if self.retry_at.is_some_and(|t| t <= now) {
             self.status.reconnects += u64::from(self.status.state == EngineState::Disconnected);
             self.start(now, events);

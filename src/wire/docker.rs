@@ -183,6 +183,8 @@ pub enum EngineEvent {
     /// The container stopped counting (die, stop, destroy, pause).
     Gone(String),
     Ignored,
+    /// A network was created or removed: list them again.
+    Networks,
 }
 
 pub fn parse_event(line: &[u8]) -> Result<EngineEvent, DockerError> {
@@ -200,8 +202,93 @@ pub fn parse_event(line: &[u8]) -> Result<EngineEvent, DockerError> {
             Some(c) if !c.is_empty() => EngineEvent::Inspect(c.into()),
             _ => EngineEvent::Ignored,
         },
+        ("network", "create" | "destroy" | "remove") => EngineEvent::Networks,
         _ => EngineEvent::Ignored,
     })
+}
+
+/// A network as `GET /networks` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineNetwork {
+    pub id: String,
+    pub name: String,
+    /// IPAM subnets (IPv4 and IPv6).
+    pub subnets: Vec<crate::prefix::IpPrefix>,
+    /// Created by netmgrd (label `netmgrd.managed=true`).
+    pub ours: bool,
+    /// Containers attached now.
+    pub containers: usize,
+}
+
+/// The label netmgrd puts on the networks it creates (the only ones it ever deletes).
+pub const MANAGED_LABEL: &str = "netmgrd.managed";
+
+/// `GET /networks`.
+pub fn parse_networks(body: &[u8]) -> Result<Vec<EngineNetwork>, DockerError> {
+    let v = json(body, "network list")?;
+    let list = v.as_array().ok_or_else(|| DockerError("network list: not an array".into()))?;
+    Ok(list
+        .iter()
+        .filter_map(|n| {
+            let subnets = n["IPAM"]["Config"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["Subnet"].as_str()?.parse().ok())
+                .collect();
+            Some(EngineNetwork {
+                id: n["Id"].as_str()?.to_string(),
+                name: n["Name"].as_str()?.to_string(),
+                subnets,
+                ours: n["Labels"][MANAGED_LABEL].as_str() == Some("true"),
+                containers: n["Containers"].as_object().map_or(0, |c| c.len()),
+            })
+        })
+        .collect())
+}
+
+/// `POST /networks/create` body: a bridge network with IPAM subnet(s) and gateway.
+pub fn network_create_body(
+    name: &str,
+    subnet: crate::prefix::IpPrefix,
+    gateway: Option<std::net::IpAddr>,
+    ipv6_subnet: Option<crate::prefix::IpPrefix>,
+) -> String {
+    let net = |p: crate::prefix::IpPrefix| format!("{}/{}", p.network(), p.len);
+    let mut config = vec![serde_json::json!({ "Subnet": net(subnet) })];
+    if let Some(g) = gateway {
+        config[0]["Gateway"] = serde_json::Value::String(g.to_string());
+    }
+    if let Some(p6) = ipv6_subnet {
+        config.push(serde_json::json!({ "Subnet": net(p6) }));
+    }
+    serde_json::json!({
+        "Name": name,
+        "Driver": "bridge",
+        "CheckDuplicate": true,
+        "EnableIPv6": ipv6_subnet.is_some(),
+        "IPAM": { "Driver": "default", "Config": config },
+        "Labels": { MANAGED_LABEL: "true" },
+    })
+    .to_string()
+}
+
+/// `POST /networks/{id}/connect` body with a fixed address.
+pub fn network_connect_body(container: &str, ip: std::net::IpAddr) -> String {
+    let ipam = if ip.is_ipv4() {
+        serde_json::json!({ "IPv4Address": ip.to_string() })
+    } else {
+        serde_json::json!({ "IPv6Address": ip.to_string() })
+    };
+    serde_json::json!({ "Container": container, "EndpointConfig": { "IPAMConfig": ipam } }).to_string()
+}
+
+/// The Engine's error text (`{"message": "..."}`), or the body's start.
+pub fn error_message(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(String::from))
+        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned())
 }
 
 /// The `/events` query: containers and networks only.
@@ -249,7 +336,8 @@ mod tests {
             ),
             EngineEvent::Inspect("abc".into())
         );
-        assert_eq!(e(r#"{"Type":"network","Action":"create","Actor":{"ID":"n"}}"#), EngineEvent::Ignored);
+        assert_eq!(e(r#"{"Type":"network","Action":"create","Actor":{"ID":"n"}}"#), EngineEvent::Networks);
+        assert_eq!(e(r#"{"Type":"network","Action":"destroy","Actor":{"ID":"n"}}"#), EngineEvent::Networks);
         assert!(parse_event(b"{\"Type\":").is_err());
     }
 
@@ -261,5 +349,43 @@ mod tests {
         assert!(parse_publish_label("80").is_err());
         assert!(parse_publish_label("0:80").is_err());
         assert!(parse_publish_label("80:80/sctp").is_err());
+    }
+}
+
+#[cfg(test)]
+mod network_tests {
+    use super::*;
+
+    /// The shape of `GET /networks` (Engine 28), trimmed to the fields read.
+    const NETWORKS: &str = r#"[
+      {"Name":"bridge","Id":"aa11","Driver":"bridge","IPAM":{"Driver":"default","Config":[{"Subnet":"172.17.0.0/16","Gateway":"172.17.0.1"}]},"Containers":{"c1":{"Name":"web"}},"Labels":{}},
+      {"Name":"backend","Id":"bb22","Driver":"bridge","IPAM":{"Driver":"default","Config":[{"Subnet":"198.18.104.0/24"},{"Subnet":"2001:db8:104::/64"}]},"Containers":{},"Labels":{"netmgrd.managed":"true"}},
+      {"Name":"none","Id":"cc33","Driver":"null","IPAM":{"Driver":"default","Config":null},"Containers":null,"Labels":null}
+    ]"#;
+
+    #[test]
+    fn networks_list_bodies_and_errors() {
+        let nets = parse_networks(NETWORKS.as_bytes()).unwrap();
+        assert_eq!(nets.len(), 3);
+        assert_eq!((nets[0].name.as_str(), nets[0].ours, nets[0].containers), ("bridge", false, 1));
+        assert_eq!(nets[1].subnets.len(), 2);
+        assert!(nets[1].ours);
+        assert!(nets[2].subnets.is_empty());
+        assert!(parse_networks(b"{}").is_err());
+        let body = network_create_body(
+            "backend",
+            "198.18.104.7/24".parse().unwrap(),
+            Some("198.18.104.1".parse().unwrap()),
+            None,
+        );
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["IPAM"]["Config"][0]["Subnet"], "198.18.104.0/24");
+        assert_eq!(v["IPAM"]["Config"][0]["Gateway"], "198.18.104.1");
+        assert_eq!(v["Labels"][MANAGED_LABEL], "true");
+        let v: Value =
+            serde_json::from_str(&network_connect_body("abc", "198.18.104.2".parse().unwrap())).unwrap();
+        assert_eq!(v["EndpointConfig"]["IPAMConfig"]["IPv4Address"], "198.18.104.2");
+        assert_eq!(error_message(br#"{"message":"Address already in use"}"#), "Address already in use");
+        assert_eq!(error_message(b"plain"), "plain");
     }
 }

@@ -44,6 +44,25 @@ pub fn get(path: &str, keep_alive: bool) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A DELETE request (the connection closes after the answer).
+pub fn delete(path: &str) -> Vec<u8> {
+    format!(
+        "DELETE {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: netmgrd/{}\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
+        env!("CARGO_PKG_VERSION")
+    )
+    .into_bytes()
+}
+
+/// A POST request with a JSON body (the connection closes after the answer).
+pub fn post(path: &str, json: &str) -> Vec<u8> {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: netmgrd/{}\r\nAccept: application/json\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+        env!("CARGO_PKG_VERSION"),
+        json.len()
+    )
+    .into_bytes()
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum BodyKind {
     Length(usize),
