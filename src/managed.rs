@@ -30,12 +30,24 @@ pub enum OwnedFill {
     CopyOf(SetId),
     /// Fixed by the config (single-port `nat.dnat` entries).
     Static,
+    /// `nat.dnat` entries whose target is a container: its current IPv4 address.
+    Containers(Vec<ContainerForward>),
+}
+
+/// One single-port `nat.dnat` entry to `container:NAME[:PORT]`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ContainerForward {
+    pub iface: crate::elements::IfName,
+    pub proto: crate::inet::L4Proto,
+    pub port: u16,
+    pub container: String,
+    pub to_port: u16,
 }
 
 impl Owner {
     /// Filled from containers: left alone until the first full Docker sync.
     pub fn from_containers(&self) -> bool {
-        matches!(self, Owner::Docker(_) | Owner::Publish)
+        matches!(self, Owner::Docker(_) | Owner::Publish | Owner::Owned(OwnedFill::Containers(_)))
     }
 
     /// How `status` and `sets` name the owner.

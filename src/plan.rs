@@ -9,7 +9,7 @@ pub use crate::elements::Desired;
 use crate::config::{CgroupSetConfig, Config, DockerSetConfig};
 use crate::elements::{Elem, SetId, SetKind};
 use crate::event::Address;
-use crate::managed::{OwnedFill, Owner};
+use crate::managed::{ContainerForward, OwnedFill, Owner};
 use crate::matching;
 use crate::observed::Observed;
 use crate::prefix::IpPrefix;
@@ -172,10 +172,34 @@ pub fn plan(setup: &Setup, observed: &Observed) -> Desired {
                     .collect()
             }
             OwnedFill::CopyOf(orig) => desired.get(orig).cloned().unwrap_or_default(),
+            OwnedFill::Containers(forwards) => container_forwards(config, forwards, observed),
         };
         desired.insert(set.clone(), elems);
     }
     desired
+}
+
+/// Map elements for `nat.dnat` entries to containers: each running container's IPv4 address,
+/// on the network `docker.containers` gives it first, else its first network (by name).
+fn container_forwards(config: &Config, forwards: &[ContainerForward], observed: &Observed) -> BTreeSet<Elem> {
+    let mut out = BTreeSet::new();
+    for f in forwards {
+        let Some(c) = observed.containers.values().find(|c| c.active && c.name == f.container) else {
+            continue;
+        };
+        let preferred = config.docker.as_ref().and_then(|d| d.containers.get(&f.container));
+        let on_preferred =
+            preferred.and_then(|p| p.networks.keys().find_map(|n| c.networks.get(n).and_then(|a| a.ipv4)));
+        let Some(ip) = on_preferred.or_else(|| c.networks.values().find_map(|a| a.ipv4)) else { continue };
+        out.insert(Elem::PortForward {
+            iface: f.iface,
+            proto: f.proto,
+            port: f.port,
+            to: IpAddr::V4(ip),
+            to_port: f.to_port,
+        });
+    }
+    out
 }
 
 /// Interval elements for a list of interface prefixes. nft rejects overlapping intervals,
@@ -307,6 +331,51 @@ mod tests {
         let web4 = d.keys().find(|k| k.name == "web4").unwrap();
         assert!(cfg.managed.from_containers(web4));
         assert_eq!(cfg.managed.iter().filter(|(o, _)| matches!(o, Owner::Docker(_))).count(), 3);
+    }
+
+    #[test]
+    fn dnat_to_a_container_follows_its_address_on_the_configured_network() {
+        use crate::wire::docker::{Container, NetAddrs};
+        let cfg = config(
+            "docker:\n  networks: { backend: { subnet: 198.18.104.0/24 } }\n  containers: { lb: { networks: { backend: 198.18.104.2 } } }\nnat:\n  dnat:\n    - { in_interface: wg0, proto: tcp, port: 80, to: \"container:lb:8080\" }\n",
+        );
+        let lb = |nets: &[(&str, &str)]| Container {
+            id: "c1".into(),
+            name: "lb".into(),
+            labels: Default::default(),
+            networks: nets
+                .iter()
+                .map(|(n, a)| (n.to_string(), NetAddrs { ipv4: a.parse().ok(), ipv6: None }))
+                .collect(),
+            ports: vec![],
+            active: true,
+        };
+        let map = |o: &Observed| -> Vec<String> {
+            plan(&cfg, o)
+                .into_iter()
+                .filter(|(s, _)| s.name == "dnat4_containers")
+                .flat_map(|(_, e)| e.into_iter().map(|e| e.to_string()))
+                .collect()
+        };
+        let mut o = Observed::default();
+        o.apply(&Event::DockerSnapshot(vec![lb(&[("a_first", "172.17.0.2"), ("backend", "198.18.104.2")])]));
+        assert_eq!(map(&o), vec!["\"wg0\" . tcp . 80 : 198.18.104.2 . 8080"]);
+        o.apply(&Event::ContainerUp(lb(&[("a_first", "172.17.0.2")])));
+        assert_eq!(
+            map(&o),
+            vec!["\"wg0\" . tcp . 80 : 172.17.0.2 . 8080"],
+            "no configured network: its first one"
+        );
+        o.apply(&Event::ContainerGone("c1".into()));
+        assert!(map(&o).is_empty());
+        // A range or hairpin to a container is refused with the entry named.
+        let err = Setup::parse(
+            Path::new("t.yaml"),
+            "nat:\n  dnat:\n    - { in_interface: wg0, port: 80-90, to: \"container:lb\" }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("nat.dnat[0]") && err.contains("single ports only"), "{err}");
     }
 
     #[test]

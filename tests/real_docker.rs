@@ -224,7 +224,7 @@ fn real_network_created_and_container_connected_with_its_fixed_address() {
     sh(&format!("docker run -d --name {other} {IMAGE} sleep 600"));
     let ns = common::Netns::new("dnet");
     let config = format!(
-        "docker:\n  networks:\n    {net}: {{ subnet: 198.18.{third}.0/24, gateway: 198.18.{third}.1 }}\n    {foreign}: {{ subnet: 198.19.{}.0/24 }}\n  containers:\n    {lb}: {{ networks: {{ {net}: 198.18.{third}.2 }} }}\n    {other}: {{ networks: {{ {net}: 198.18.{third}.3 }} }}\n    nmt-late-{pid}: {{ networks: {{ {net}: 198.18.{third}.4 }} }}\n",
+        "docker:\n  networks:\n    {net}: {{ subnet: 198.18.{third}.0/24, gateway: 198.18.{third}.1 }}\n    {foreign}: {{ subnet: 198.19.{}.0/24 }}\n  containers:\n    {lb}: {{ networks: {{ {net}: 198.18.{third}.2 }} }}\n    {other}: {{ networks: {{ {net}: 198.18.{third}.3 }} }}\n    nmt-late-{pid}: {{ networks: {{ {net}: 198.18.{third}.4 }} }}\nnat:\n  dnat:\n    - {{ in_interface: wg0, proto: tcp, port: 80, to: \"container:{lb}:8080\" }}\n    - {{ in_interface: wg0, proto: tcp, port: 81, to: \"container:nmt-free-{pid}\" }}\n",
         third + 50
     );
     let d = Daemon::start(&ns, &config);
@@ -241,6 +241,10 @@ fn real_network_created_and_container_connected_with_its_fixed_address() {
         d.log_text()
     );
     assert_eq!(container_ip(&other, &net).as_deref(), Some(format!("198.18.{third}.3").as_str()));
+    // Host DNAT to `container:lb:8080` follows lb's address on its configured network.
+    let map = || ns.sh("nft list map inet netmgrd dnat4_containers 2>/dev/null || true");
+    let want = format!("\"wg0\" . tcp . 80 : 198.18.{third}.2 . 8080");
+    assert!(wait_until(Duration::from_secs(10), || map().contains(&want)), "{} {}", map(), d.log_text());
     // The network of another subnet is reported and left alone.
     let problems = || d.ctl("status")["result"]["docker"]["network_problems"].clone();
     assert!(
@@ -266,5 +270,20 @@ fn real_network_created_and_container_connected_with_its_fixed_address() {
         d.log_text()
     );
     assert!(container_ip(&late, &net).is_none());
+    // A container netmgrd does not place, moved by hand to another address: the map follows.
+    let free = format!("nmt-free-{pid}");
+    let _free = DockerThings { containers: vec![free.clone()], networks: vec![] };
+    sh(&format!("docker run -d --name {free} --network {foreign} --ip 198.19.{third}.5 {IMAGE} sleep 600"));
+    let first = format!("\"wg0\" . tcp . 81 : 198.19.{third}.5 . 81");
+    assert!(wait_until(Duration::from_secs(10), || map().contains(&first)), "{} {}", map(), d.log_text());
+    sh(&format!("docker network disconnect {foreign} {free}"));
+    sh(&format!("docker network connect --ip 198.19.{third}.6 {foreign} {free}"));
+    let moved = format!("\"wg0\" . tcp . 81 : 198.19.{third}.6 . 81");
+    assert!(
+        wait_until(Duration::from_secs(10), || map().contains(&moved) && !map().contains(&first)),
+        "{} {}",
+        map(),
+        d.log_text()
+    );
     assert_eq!(d.ctl("ping")["ok"], true);
 }

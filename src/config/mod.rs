@@ -370,11 +370,21 @@ mod tests {
         assert_eq!(n.forward_policy, Verdict::Drop);
         assert_eq!(n.dnat[0].line, 8);
         assert_eq!(n.dnat[1].line, 13);
-        assert_eq!(n.dnat[0].to, NatTarget { addr: "192.0.2.10".parse().unwrap(), port: Some(80) });
+        assert_eq!(
+            n.dnat[0].to,
+            DnatTarget::Addr(NatTarget { addr: "192.0.2.10".parse().unwrap(), port: Some(80) })
+        );
         assert_eq!(n.dnat[1].port.0, vec![(8000, 8100), (9000, 9000)]);
-        assert_eq!(n.dnat[1].to.port, Some(8000));
+        assert!(matches!(&n.dnat[1].to, DnatTarget::Addr(t) if t.port == Some(8000)));
         assert_eq!(n.dnat[1].proto.protocols(), &[L4Proto::Tcp, L4Proto::Udp]);
         assert_eq!(n.masquerade[0].line, 15);
+        // A container target; a port range or hairpin with it is refused when planned.
+        let c: DnatTarget = serde_yaml::from_str("\"container:lb:8080\"").unwrap();
+        assert_eq!(c, DnatTarget::Container { name: "lb".into(), port: Some(8080) });
+        let c: DnatTarget = serde_yaml::from_str("\"container:app_1\"").unwrap();
+        assert_eq!(c, DnatTarget::Container { name: "app_1".into(), port: None });
+        assert!(serde_yaml::from_str::<DnatTarget>("\"container:a b:80\"").is_err());
+        assert!(serde_yaml::from_str::<DnatTarget>("\"container:lb:http\"").is_err());
         assert_eq!(n.snat[0].line, 17);
         assert_eq!(n.forward[1].line, 20);
         let e = err("nat:\n  dnat:\n    - { port: 80, to: 192.0.2.1 }\n");

@@ -446,6 +446,38 @@ impl<'de> Deserialize<'de> for NatTarget {
     }
 }
 
+/// Where a DNAT goes: an address, or a container by name (`container:NAME[:PORT]`), whose
+/// current IPv4 address netmgrd keeps in the map.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DnatTarget {
+    Addr(NatTarget),
+    Container { name: String, port: Option<u16> },
+}
+
+impl<'de> Deserialize<'de> for DnatTarget {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let Some(rest) = s.strip_prefix("container:") else {
+            let t = serde_yaml::from_value::<NatTarget>(serde_yaml::Value::String(s))
+                .map_err(de::Error::custom)?;
+            return Ok(DnatTarget::Addr(t));
+        };
+        let (name, port) = match rest.rsplit_once(':') {
+            Some((n, p)) => {
+                let port = p.parse::<u16>().ok().filter(|p| *p > 0);
+                let port = port.ok_or_else(|| de::Error::custom(format!("`{s}`: `{p}` is not a port")))?;
+                (n, Some(port))
+            }
+            None => (rest, None),
+        };
+        let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !valid {
+            return Err(de::Error::custom(format!("`{s}`: `{name}` is not a container name")));
+        }
+        Ok(DnatTarget::Container { name: name.to_string(), port })
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
@@ -464,7 +496,7 @@ pub struct DnatRule {
     #[serde(default)]
     pub proto: ProtoSel,
     pub port: PortSpec,
-    pub to: NatTarget,
+    pub to: DnatTarget,
     #[serde(default)]
     pub hairpin: bool,
     #[serde(default)]

@@ -4,20 +4,51 @@
 //! change.
 
 use super::{interfaces, owned_set, proto_ports, Entry, Sections};
-use crate::config::{Config, DnatRule};
+use crate::config::{Config, DnatRule, DnatTarget, NatTarget};
 use crate::elements::{ifname, Elem, SetKind};
 use crate::inet::IpFamily;
-use crate::managed::{OwnedFill, Owner};
+use crate::managed::{ContainerForward, OwnedFill, Owner};
 use crate::ruleset::{RuleSpec, Stmt};
 
 pub(super) fn add(config: &Config, rules: &[DnatRule], s: &mut Sections) -> Result<(), super::OwnedError> {
     // (interface, protocol, port) already forwarded: a set, so 65,535 ports stay linear.
     let mut taken = std::collections::BTreeSet::new();
+    let mut to_containers = Vec::new();
     for (index, r) in rules.iter().enumerate() {
         let entry = Entry { config, section: "nat.dnat", index, line: r.line };
         let comment = entry.comment(&r.comment);
         let ifaces = interfaces(config, &r.in_interface, &r.in_zone);
-        let family = IpFamily::of(&r.to.addr);
+        let to = match &r.to {
+            DnatTarget::Addr(t) => t,
+            DnatTarget::Container { name, port } => {
+                if r.hairpin || r.port.0.iter().any(|(a, b)| a != b) {
+                    return Err(entry.error(format!(
+                        "to container:{name}: single ports only, without hairpin (the address follows the container)"
+                    )));
+                }
+                for iface in &ifaces {
+                    let iface_name = ifname(iface).ok_or_else(|| {
+                        entry.error(format!("interface name `{iface}` is longer than 15 bytes"))
+                    })?;
+                    for &(p, _) in &r.port.0 {
+                        for &proto in r.proto.protocols() {
+                            if !taken.insert((SetKind::Forward4, iface_name, proto, p)) {
+                                return Err(entry.error(format!("{iface} {proto}/{p} is forwarded twice")));
+                            }
+                            to_containers.push(ContainerForward {
+                                iface: iface_name,
+                                proto,
+                                port: p,
+                                container: name.clone(),
+                                to_port: port.unwrap_or(p),
+                            });
+                        }
+                    }
+                }
+                continue;
+            }
+        };
+        let family = IpFamily::of(&to.addr);
         let map_kind = match family {
             IpFamily::V4 => SetKind::Forward4,
             IpFamily::V6 => SetKind::Forward6,
@@ -31,12 +62,12 @@ pub(super) fn add(config: &Config, rules: &[DnatRule], s: &mut Sections) -> Resu
                     if !taken.insert((map.kind, name, proto, port)) {
                         return Err(entry.error(format!("{iface} {proto}/{port} is forwarded twice")));
                     }
-                    let to_port = r.to.port.unwrap_or(port);
+                    let to_port = to.port.unwrap_or(port);
                     s.statics.entry(map.clone()).or_default().insert(Elem::PortForward {
                         iface: name,
                         proto,
                         port,
-                        to: r.to.addr,
+                        to: to.addr,
                         to_port,
                     });
                 }
@@ -45,12 +76,12 @@ pub(super) fn add(config: &Config, rules: &[DnatRule], s: &mut Sections) -> Resu
             for pp in ranges.iter().filter(|pp| matches!(pp.get(1), Some(Stmt::Dport(a, b)) if a != b)) {
                 let mut stmts = vec![Stmt::IifName(iface.clone()), Stmt::NfProto(family), Stmt::DaddrLocal];
                 stmts.extend(pp.iter().cloned());
-                stmts.push(Stmt::Dnat { to: r.to.addr, port: r.to.port });
+                stmts.push(Stmt::Dnat { to: to.addr, port: to.port });
                 s.prerouting.push(RuleSpec { stmts, comment: comment.clone() });
             }
         }
         if r.hairpin {
-            hairpin(config, r, &ifaces, family, &comment, s);
+            hairpin(config, r, to, &ifaces, family, &comment, s);
         }
     }
     if rules.iter().any(|r| r.hairpin) {
@@ -69,6 +100,14 @@ pub(super) fn add(config: &Config, rules: &[DnatRule], s: &mut Sections) -> Resu
             comment: format!("nat.dnat single ports (map {})", map.name),
         });
     }
+    if !to_containers.is_empty() {
+        let map = owned_set(config, "dnat4_containers".into(), SetKind::Forward4);
+        s.add_set(map.clone(), Owner::Owned(OwnedFill::Containers(to_containers)));
+        s.prerouting.push(RuleSpec {
+            stmts: vec![Stmt::DaddrLocal, Stmt::DnatIfMap { map: map.name.clone(), family: IpFamily::V4 }],
+            comment: "nat.dnat to containers (map dnat4_containers)".into(),
+        });
+    }
     Ok(())
 }
 
@@ -77,6 +116,7 @@ pub(super) fn add(config: &Config, rules: &[DnatRule], s: &mut Sections) -> Resu
 fn hairpin(
     config: &Config,
     r: &DnatRule,
+    to: &NatTarget,
     ifaces: &[String],
     family: IpFamily,
     comment: &str,
@@ -99,7 +139,7 @@ fn hairpin(
         stmts.push(Stmt::DaddrSet { set: set.name.clone(), family });
         stmts.extend(pp);
         stmts.push(Stmt::SetHairpinMark);
-        stmts.push(Stmt::Dnat { to: r.to.addr, port: r.to.port });
+        stmts.push(Stmt::Dnat { to: to.addr, port: to.port });
         s.prerouting.push(RuleSpec { stmts: stmts.clone(), comment: format!("{comment} hairpin") });
         // The router itself reaching its public address (output hook).
         stmts.retain(|st| !matches!(st, Stmt::IifNameNot(_)));
