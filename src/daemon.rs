@@ -514,6 +514,8 @@ impl<K: Kernel> Daemon<K> {
             // A different Engine (or none): what was known of containers no longer holds.
             self.observed.containers.clear();
             self.observed.docker_ready = false;
+            self.observed.networks = None;
+            self.net_actions.clear();
             self.engine = None;
             out.push(Outgoing::DockerSocket(docker));
         }

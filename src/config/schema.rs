@@ -491,6 +491,9 @@ pub enum Verdict {
 pub struct DnatRule {
     #[serde(default)]
     pub in_interface: Option<String>,
+    /// DNAT inside a container's namespace: not built yet (refused with a located error).
+    #[serde(default)]
+    pub in_container: Option<String>,
     #[serde(default, deserialize_with = "opt_nft_name")]
     pub in_zone: Option<String>,
     #[serde(default)]

@@ -87,6 +87,14 @@ pub(super) fn nat(nat: &NatConfig, zones: &[String]) -> Result<(), Problem> {
     let zone_ok = |z: &Option<String>| z.as_ref().is_none_or(|z| zones.contains(z));
     let fail = |line: usize, msg: String| Err(((line, 1), msg));
     for r in &nat.dnat {
+        if let Some(c) = &r.in_container {
+            return fail(
+                r.line,
+                format!(
+                    "nat.dnat: in_container: {c}: rules inside a container's namespace are not built yet"
+                ),
+            );
+        }
         if r.in_interface.is_some() == r.in_zone.is_some() {
             return fail(r.line, "nat.dnat: give in_interface or in_zone (one of them)".into());
         }
