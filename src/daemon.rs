@@ -90,6 +90,8 @@ pub struct Daemon<K: Kernel> {
     net_actions: Vec<crate::docker_networks::NetAction>,
     net_problems: Vec<String>,
     net_refused: BTreeMap<String, String>,
+    /// What is set up inside containers' namespaces, by container id.
+    ns_applied: BTreeMap<String, crate::container_ns::NsSetup>,
     /// Main-table routes per ifindex, for hooks (policy-routing interfaces only).
     link_routes: BTreeMap<u32, Vec<String>>,
     /// The last hook run per link name ("" for manager.d).
@@ -146,6 +148,7 @@ impl<K: Kernel> Daemon<K> {
             net_actions: Vec::new(),
             net_problems: Vec::new(),
             net_refused: BTreeMap::new(),
+            ns_applied: BTreeMap::new(),
             owned: None,
             owned_checked: false,
             foreign: ForeignState::default(),
@@ -760,6 +763,61 @@ impl<K: Kernel> Daemon<K> {
         }
     }
 
+    /// Rules and routes inside containers' namespaces: applied when a container's setup is new
+    /// or changed (a restart has a new pid, so a new namespace), removed from a container that
+    /// still runs but needs none any more. Failures are reported and tried again next turn.
+    fn setup_container_namespaces(&mut self) {
+        if !self.observed.docker_ready {
+            return;
+        }
+        let want = crate::container_ns::plan(&self.setup.config, &self.observed);
+        let dropped: Vec<(String, crate::container_ns::NsSetup)> = self
+            .ns_applied
+            .iter()
+            .filter(|(id, _)| !want.contains_key(*id))
+            .map(|(id, s)| (id.clone(), s.clone()))
+            .collect();
+        for (id, old) in dropped {
+            self.ns_applied.remove(&id);
+            let still = self.observed.containers.get(&id).is_some_and(|c| c.active && c.pid == old.pid);
+            if still {
+                if let Err(e) = self.kernel.setup_netns(old.pid, None, &[], &old.routes) {
+                    log::warn!("docker: namespace of {}: {e}", old.container);
+                }
+            }
+        }
+        for (id, s) in want {
+            let key = format!("namespace of {}", s.container);
+            let old = self.ns_applied.get(&id);
+            if old == Some(&s) {
+                continue;
+            }
+            // Routes of the same namespace that are no longer wanted.
+            let stale: Vec<_> = old
+                .filter(|o| o.pid == s.pid)
+                .map(|o| o.routes.iter().filter(|r| !s.routes.contains(r)).cloned().collect())
+                .unwrap_or_default();
+            match self.kernel.setup_netns(s.pid, s.table.as_ref(), &s.routes, &stale) {
+                Ok(()) => {
+                    log::info!(
+                        "docker: {} (pid {}): {} rule(s), {} route(s) in its namespace",
+                        s.container,
+                        s.pid,
+                        s.table.as_ref().map_or(0, |t| t.chains.first().map_or(0, |c| c.rules.len())),
+                        s.routes.len()
+                    );
+                    self.net_refused.remove(&key);
+                    self.ns_applied.insert(id, s);
+                }
+                Err(e) => {
+                    log::warn!("docker: {key}: {e}");
+                    let text = format!("{key}: {e}");
+                    self.net_refused.insert(key, text);
+                }
+            }
+        }
+    }
+
     /// The zone an interface belongs to.
     fn zone_of(&self, name: &str) -> Option<String> {
         self.setup.config.interfaces.iter().find(|i| i.name == name).and_then(|i| i.nftables_zone.clone())
@@ -1117,6 +1175,7 @@ impl<K: Kernel> Handler for Daemon<K> {
             }
         }
         self.plan_docker_networks(&mut out);
+        self.setup_container_namespaces();
         let mut transitions = self.link_transitions();
         transitions.append(&mut route_changes);
         if !transitions.is_empty() {
@@ -1230,6 +1289,7 @@ mod tests {
                 .into(),
             ports: vec![],
             active: true,
+            pid: 0,
         };
         d.handle(vec![Event::DockerSnapshot(vec![c])]);
         assert_eq!(d.kernel().elements(&web4), Some(&elems(&["198.18.0.2"])), "stale element replaced");

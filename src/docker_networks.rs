@@ -158,6 +158,7 @@ mod tests {
                 .collect(),
             ports: vec![],
             active: true,
+            pid: 0,
         }
     }
 

@@ -24,6 +24,7 @@
 //! ```
 
 pub mod config;
+pub mod container_ns;
 pub mod daemon;
 pub mod diff;
 pub mod docker_networks;

@@ -82,6 +82,7 @@ mod tests {
             networks,
             ports: vec![],
             active: true,
+            pid: 0,
         }
     }
 

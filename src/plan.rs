@@ -317,6 +317,7 @@ mod tests {
                 .collect(),
             ports: vec![],
             active: true,
+            pid: 0,
         };
         let mut o = Observed::default();
         o.apply(&Event::DockerSnapshot(vec![
@@ -349,6 +350,7 @@ mod tests {
                 .collect(),
             ports: vec![],
             active: true,
+            pid: 0,
         };
         let map = |o: &Observed| -> Vec<String> {
             plan(&cfg, o)
@@ -394,6 +396,7 @@ mod tests {
             .into(),
             ports,
             active: true,
+            pid: 0,
         };
         let pm = |host_ip: Option<&str>, host_port, container_port, proto| PortMap {
             host_ip: host_ip.map(|h| h.parse().unwrap()),

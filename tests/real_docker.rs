@@ -287,3 +287,58 @@ fn real_network_created_and_container_connected_with_its_fixed_address() {
     );
     assert_eq!(d.ctl("ping")["ok"], true);
 }
+
+/// Inside a container's namespace: `lb` DNATs its port 8080 to `app1`'s port 80 (busybox
+/// httpd), so the host reaching lb:8080 gets app1's page; app1 gets a route. A restart of lb
+/// (new pid, new namespace) gets the rules again. netmgrd runs in a namespace of its own and
+/// enters the containers' namespaces to do this.
+#[test]
+#[ignore = "needs a real Docker Engine; `make test` runs it when `docker info` answers"]
+fn real_rules_and_routes_inside_container_namespaces_follow_restarts() {
+    ensure_image();
+    let pid = std::process::id();
+    let third = 100 + (pid + 37) % 100;
+    let (net, lb, app) = (format!("nmt-ns-{pid}"), format!("nmt-nslb-{pid}"), format!("nmt-nsapp-{pid}"));
+    let _cleanup = DockerThings { containers: vec![lb.clone(), app.clone()], networks: vec![net.clone()] };
+    sh(&format!("docker run -d --name {lb} {IMAGE} sleep 600"));
+    sh(&format!(
+        "docker run -d --name {app} {IMAGE} sh -c 'mkdir -p /www && echo hello-from-app1 > /www/index.html && httpd -f -p 80 -h /www'"
+    ));
+    let ns = common::Netns::new("dns");
+    let config = format!(
+        "docker:\n  networks:\n    {net}: {{ subnet: 198.18.{third}.0/24, gateway: 198.18.{third}.1 }}\n  containers:\n    {lb}: {{ networks: {{ {net}: 198.18.{third}.2 }} }}\n    {app}: {{ networks: {{ {net}: 198.18.{third}.3 }}, routes: [{{ to: 203.0.113.0/24, via: 198.18.{third}.1 }}] }}\nnat:\n  dnat:\n    - {{ in_container: {lb}, proto: tcp, port: 8080, to: \"container:{app}:80\" }}\n"
+    );
+    let d = Daemon::start(&ns, &config);
+    let page = || try_sh(&format!("curl -s --max-time 2 http://198.18.{third}.2:8080/index.html")).1;
+    assert!(
+        wait_until(Duration::from_secs(30), || page() == "hello-from-app1"),
+        "lb:8080 -> app1:80: {:?} {}",
+        page(),
+        d.log_text()
+    );
+    let app_pid = sh(&format!("docker inspect -f '{{{{.State.Pid}}}}' {app}"));
+    let routes = sh(&format!("nsenter -t {app_pid} -n ip route"));
+    assert!(
+        routes.contains(&format!("203.0.113.0/24 via 198.18.{third}.1")) && routes.contains("proto 233"),
+        "{routes}"
+    );
+    // A restart: new namespace, the rules come back.
+    sh(&format!("docker restart -t 1 {lb}"));
+    let lb_pid = || sh(&format!("docker inspect -f '{{{{.State.Pid}}}}' {lb}"));
+    let rules = |p: &str| try_sh(&format!("nsenter -t {p} -n nft list table inet netmgrd")).1;
+    assert!(
+        wait_until(Duration::from_secs(30), || rules(&lb_pid()).contains("dnat ip to 198.18")),
+        "rules not rebuilt after restart: {}",
+        d.log_text()
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || page() == "hello-from-app1"),
+        "after restart: {:?}",
+        page()
+    );
+    assert!(
+        d.ctl("status")["result"]["docker"]["network_problems"].as_array().is_some_and(|p| p.is_empty()),
+        "{}",
+        d.ctl("status")
+    );
+}

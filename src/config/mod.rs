@@ -387,18 +387,10 @@ mod tests {
         assert!(serde_yaml::from_str::<DnatTarget>("\"container:lb:http\"").is_err());
         assert_eq!(n.snat[0].line, 17);
         assert_eq!(n.forward[1].line, 20);
-        let e = err("nat:\n  dnat:\n    - { in_container: lb, port: 8080, to: \"container:app:80\" }\n");
-        assert!(
-            e.contains(
-                ":3:1: nat.dnat: in_container: lb: rules inside a container's namespace are not built yet"
-            ),
-            "{e}"
-        );
-        let e = err("docker:\n  networks: { b: { subnet: 198.18.1.0/24 } }\n  containers:\n    a: { networks: { b: 198.18.1.3 }, routes: [{ to: 203.0.113.0/24, via: 198.18.1.1 }] }\n");
-        assert!(
-            e.contains(":4:") && e.contains("routes inside a container's namespace are not built yet"),
-            "{e}"
-        );
+        let e = err("nat:\n  dnat:\n    - { in_container: lb, in_interface: wg0, port: 8080, to: \"container:app:80\" }\n");
+        assert!(e.contains(":3:1: nat.dnat: in_container goes without in_interface"), "{e}");
+        let e = err("docker:\n  networks: { b: { subnet: 198.18.1.0/24 } }\n  containers:\n    a: { networks: { b: 198.18.1.3 }, routes: [{ to: 203.0.113.0/24, via: \"2001:db8::1\" }] }\n");
+        assert!(e.contains(":4:") && e.contains("one family"), "{e}");
         let e = err("docker:\n  networks: { b: { subnet: 198.18.1.0/24 } }\n  containers:\n    a: { networks: { b: 198.18.2.3 } }\n");
         assert!(e.contains("198.18.2.3 is not a free address of b"), "{e}");
         let e = err(

@@ -324,9 +324,18 @@ pub struct DockerNetworkConfig {
 pub struct DockerContainerConfig {
     #[serde(default)]
     pub networks: BTreeMap<String, std::net::IpAddr>,
-    /// Routes inside the container's namespace: not built yet (refused with a located error).
+    /// Routes netmgrd adds inside the container's network namespace.
     #[serde(default)]
-    pub routes: Vec<serde_yaml::Value>,
+    pub routes: Vec<ContainerRoute>,
+}
+
+/// `{ to: 203.0.113.0/24, via: 198.18.104.1 }`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerRoute {
+    #[serde(deserialize_with = "prefix")]
+    pub to: IpPrefix,
+    pub via: std::net::IpAddr,
 }
 
 pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
@@ -491,7 +500,7 @@ pub enum Verdict {
 pub struct DnatRule {
     #[serde(default)]
     pub in_interface: Option<String>,
-    /// DNAT inside a container's namespace: not built yet (refused with a located error).
+    /// DNAT inside this container's network namespace (instead of the host's).
     #[serde(default)]
     pub in_container: Option<String>,
     #[serde(default, deserialize_with = "opt_nft_name")]

@@ -87,13 +87,14 @@ pub(super) fn nat(nat: &NatConfig, zones: &[String]) -> Result<(), Problem> {
     let zone_ok = |z: &Option<String>| z.as_ref().is_none_or(|z| zones.contains(z));
     let fail = |line: usize, msg: String| Err(((line, 1), msg));
     for r in &nat.dnat {
-        if let Some(c) = &r.in_container {
-            return fail(
-                r.line,
-                format!(
-                    "nat.dnat: in_container: {c}: rules inside a container's namespace are not built yet"
-                ),
-            );
+        if r.in_container.is_some() {
+            if r.in_interface.is_some() || r.in_zone.is_some() || r.hairpin {
+                return fail(
+                    r.line,
+                    "nat.dnat: in_container goes without in_interface, in_zone and hairpin".into(),
+                );
+            }
+            continue;
         }
         if r.in_interface.is_some() == r.in_zone.is_some() {
             return fail(r.line, "nat.dnat: give in_interface or in_zone (one of them)".into());
@@ -160,11 +161,13 @@ pub(super) fn docker(text: &str, docker: &DockerConfig) -> Result<(), Problem> {
         }
     }
     for (cname, c) in &docker.containers {
-        if !c.routes.is_empty() {
-            return Err((
-                locate(text, "routes", 0),
-                format!("docker.containers.{cname}.routes: routes inside a container's namespace are not built yet"),
-            ));
+        for r in &c.routes {
+            if r.to.addr.is_ipv4() != r.via.is_ipv4() {
+                return Err((
+                    locate(text, &r.via.to_string(), 0),
+                    format!("docker.containers.{cname}.routes: {} via {}: one family", r.to, r.via),
+                ));
+            }
         }
         for (net, ip) in &c.networks {
             let Some(n) = docker.networks.get(net) else {

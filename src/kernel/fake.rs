@@ -8,6 +8,7 @@ use crate::diff::SetChange;
 use crate::elements::{Desired, Elem, SetId, SetKind, TableRef};
 use crate::nft::NftError;
 use crate::ruleset::OwnedTable;
+use crate::wire::route::Route;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 
@@ -24,6 +25,8 @@ pub struct FakeKernel {
     pub fail_next_apply: Option<i32>,
     /// Declared set sizes (`size N`): an add past it fails the transaction with `Full`.
     pub sizes: BTreeMap<SetId, u32>,
+    /// Container namespaces set up, by pid: their table and routes.
+    pub netns: BTreeMap<u32, (Option<OwnedTable>, Vec<crate::wire::route::Route>)>,
 }
 
 impl FakeKernel {
@@ -147,5 +150,16 @@ impl Kernel for FakeKernel {
 
     fn sysctl_on(&mut self, path: &str) -> io::Result<bool> {
         Ok(self.sysctls.insert(path.to_string()))
+    }
+
+    fn setup_netns(
+        &mut self,
+        pid: u32,
+        table: Option<&OwnedTable>,
+        routes: &[Route],
+        _stale: &[Route],
+    ) -> Result<(), String> {
+        self.netns.insert(pid, (table.cloned(), routes.to_vec()));
+        Ok(())
     }
 }

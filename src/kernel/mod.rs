@@ -9,6 +9,7 @@ use crate::diff::SetChange;
 use crate::elements::{Desired, Elem, SetId, TableRef};
 use crate::nft::{self, Nft, NftError};
 use crate::ruleset::OwnedTable;
+use crate::wire::route::Route;
 use std::collections::BTreeSet;
 use std::io;
 
@@ -35,6 +36,16 @@ pub trait Kernel {
     fn batches_sent(&self) -> u64;
     /// Writes `1` to a sysctl unless it already reads `1`; `Ok(true)` when it was changed.
     fn sysctl_on(&mut self, path: &str) -> io::Result<bool>;
+    /// Inside the network namespace of `pid`: netmgrd's table replaced whole by `table` (or
+    /// removed), forwarding on when there is a table, `stale` routes deleted and `routes`
+    /// created or replaced.
+    fn setup_netns(
+        &mut self,
+        pid: u32,
+        table: Option<&OwnedTable>,
+        routes: &[Route],
+        stale: &[Route],
+    ) -> Result<(), String>;
 }
 
 /// The real kernel: one long-lived netfilter socket and /proc/sys.
@@ -92,7 +103,81 @@ impl Kernel for NftKernel {
         self.nft.batches_sent
     }
 
+    fn setup_netns(
+        &mut self,
+        pid: u32,
+        table: Option<&OwnedTable>,
+        routes: &[Route],
+        stale: &[Route],
+    ) -> Result<(), String> {
+        crate::sys::netns::run_in(pid, || setup_here(table, routes, stale))
+            .map_err(|e| format!("cannot enter the network namespace of pid {pid}: {e}"))?
+    }
+
     fn sysctl_on(&mut self, path: &str) -> io::Result<bool> {
         crate::sys::sysctl::turn_on(path)
     }
+}
+
+/// In the current network namespace (a container's): its own netfilter and rtnetlink
+/// sockets, opened and closed here.
+fn setup_here(table: Option<&OwnedTable>, routes: &[Route], stale: &[Route]) -> Result<(), String> {
+    let mut nft = Nft::open().map_err(|e| format!("netfilter socket: {e}"))?;
+    match table {
+        Some(t) => {
+            nft::build_owned_table(&mut nft, t, &Desired::default(), None).map_err(|e| e.to_string())?;
+            // /proc/sys/net is the namespace of whoever opens it: this container's.
+            crate::sys::sysctl::turn_on("/proc/sys/net/ipv4/ip_forward")
+                .map_err(|e| format!("ip_forward: {e}"))?;
+        }
+        None => {
+            nft::delete_owned_table(&mut nft, &crate::container_ns::ns_table()).map_err(|e| e.to_string())?
+        }
+    }
+    if routes.is_empty() && stale.is_empty() {
+        return Ok(());
+    }
+    let sock = neli::socket::NlSocket::connect(
+        neli::consts::socket::NlFamily::Route,
+        None,
+        neli::utils::Groups::empty(),
+    )
+    .map_err(|e| format!("rtnetlink socket: {e}"))?;
+    // Stale ones first (seq 1..), then the wanted ones; "already gone" is fine.
+    let all: Vec<(bool, &Route)> =
+        stale.iter().map(|r| (false, r)).chain(routes.iter().map(|r| (true, r))).collect();
+    let requests: Vec<Vec<u8>> = all
+        .iter()
+        .enumerate()
+        .map(|(i, (add, r))| crate::wire::route::route_request(*add, r, i as u32 + 1))
+        .collect();
+    let parts: Vec<&[u8]> = requests.iter().map(Vec::as_slice).collect();
+    use std::os::fd::AsRawFd;
+    crate::sys::fd::send_iovecs(sock.as_raw_fd(), &parts).map_err(|e| format!("route request: {e}"))?;
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut answered = 0;
+    while answered < all.len() {
+        let n = crate::sys::fd::recv(sock.as_raw_fd(), &mut buf, false)
+            .map_err(|e| format!("route answer: {e}"))?
+            .unwrap_or(0);
+        if n == 0 {
+            return Err("rtnetlink closed".into());
+        }
+        for m in crate::wire::route::parse(&buf[..n]) {
+            if let crate::wire::route::RouteMessage::Ack { seq, errno, message } = m {
+                answered += 1;
+                let Some((add, r)) = all.get((seq as usize).wrapping_sub(1)) else { continue };
+                let gone = !*add && (errno == libc::ESRCH || errno == libc::ENOENT);
+                if errno != 0 && !gone {
+                    let r = format!("{:?} via {:?}", r.dst, r.gateway);
+                    return Err(format!(
+                        "route {r}: {}{}",
+                        io::Error::from_raw_os_error(errno),
+                        message.map(|m| format!(" ({m})")).unwrap_or_default()
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -14,7 +14,8 @@ pub(super) fn add(config: &Config, rules: &[DnatRule], s: &mut Sections) -> Resu
     // (interface, protocol, port) already forwarded: a set, so 65,535 ports stay linear.
     let mut taken = std::collections::BTreeSet::new();
     let mut to_containers = Vec::new();
-    for (index, r) in rules.iter().enumerate() {
+    // `in_container` entries live in the containers' namespaces (`container_ns`), not here.
+    for (index, r) in rules.iter().enumerate().filter(|(_, r)| r.in_container.is_none()) {
         let entry = Entry { config, section: "nat.dnat", index, line: r.line };
         let comment = entry.comment(&r.comment);
         let ifaces = interfaces(config, &r.in_interface, &r.in_zone);
@@ -84,7 +85,7 @@ pub(super) fn add(config: &Config, rules: &[DnatRule], s: &mut Sections) -> Resu
             hairpin(config, r, to, &ifaces, family, &comment, s);
         }
     }
-    if rules.iter().any(|r| r.hairpin) {
+    if rules.iter().any(|r| r.hairpin && r.in_container.is_none()) {
         s.postrouting.push(RuleSpec {
             stmts: vec![Stmt::HasHairpinMark, Stmt::Masquerade],
             comment: "nat.dnat hairpin".into(),

@@ -2,6 +2,7 @@
 pub mod clock;
 pub mod fd;
 pub mod inotify;
+pub mod netns;
 pub mod poll;
 pub mod privilege;
 pub mod spawn;

@@ -92,6 +92,9 @@ pub struct Container {
     pub ports: Vec<PortMap>,
     /// Running and not paused: only such containers count.
     pub active: bool,
+    /// Its main process (`State.Pid`; 0 when not running): the way into its namespaces. A
+    /// restart changes it.
+    pub pid: u32,
 }
 
 impl Container {
@@ -137,6 +140,7 @@ pub fn parse_inspect(body: &[u8]) -> Result<Container, DockerError> {
         .unwrap_or_default();
     let state = &v["State"];
     let active = state["Running"].as_bool().unwrap_or(false) && !state["Paused"].as_bool().unwrap_or(false);
+    let pid = state["Pid"].as_u64().and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
     let mut networks = BTreeMap::new();
     if let Some(nets) = v["NetworkSettings"]["Networks"].as_object() {
         for (net, n) in nets {
@@ -172,7 +176,7 @@ pub fn parse_inspect(body: &[u8]) -> Result<Container, DockerError> {
     }
     ports.sort();
     ports.dedup();
-    Ok(Container { id, name, labels, networks, ports, active })
+    Ok(Container { id, name, labels, networks, ports, active, pid })
 }
 
 /// What an event line asks for.
