@@ -752,7 +752,8 @@ impl<K: Kernel> Daemon<K> {
             return;
         }
         let containers: Vec<_> = self.observed.containers.values().collect();
-        let (actions, problems) = crate::docker_networks::plan(cfg, networks, &containers);
+        let owner = self.source.path.display().to_string();
+        let (actions, problems) = crate::docker_networks::plan(cfg, &owner, networks, &containers);
         for p in problems.iter().filter(|p| !self.net_problems.contains(p)) {
             log::warn!("docker: {p}");
         }

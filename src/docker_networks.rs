@@ -11,7 +11,9 @@ use std::net::IpAddr;
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum NetAction {
+    /// `owner`: the label value that marks it as this netmgrd's (its config file).
     Create {
+        owner: String,
         name: String,
         subnet: IpPrefix,
         gateway: Option<IpAddr>,
@@ -43,9 +45,11 @@ impl std::fmt::Display for NetAction {
     }
 }
 
-/// The requests to make, and what is wrong that netmgrd will not change.
+/// The requests to make, and what is wrong that netmgrd will not change. `owner` names this
+/// netmgrd (its config file): only networks with that label are its own.
 pub fn plan(
     cfg: &DockerConfig,
+    owner: &str,
     networks: &[EngineNetwork],
     containers: &[&Container],
 ) -> (Vec<NetAction>, Vec<String>) {
@@ -54,6 +58,7 @@ pub fn plan(
     for (name, want) in &cfg.networks {
         match networks.iter().find(|n| n.name == *name) {
             None => actions.push(NetAction::Create {
+                owner: owner.to_string(),
                 name: name.clone(),
                 subnet: want.subnet,
                 gateway: want.gateway,
@@ -80,10 +85,11 @@ pub fn plan(
             }
         }
     }
-    for n in networks.iter().filter(|n| n.ours && !cfg.networks.contains_key(&n.name)) {
-        if n.containers == 0 {
-            actions.push(NetAction::Delete { id: n.id.clone(), name: n.name.clone() });
-        }
+    // The Engine refuses to delete a network in use (the list does not say who uses it).
+    for n in
+        networks.iter().filter(|n| n.owner.as_deref() == Some(owner) && !cfg.networks.contains_key(&n.name))
+    {
+        actions.push(NetAction::Delete { id: n.id.clone(), name: n.name.clone() });
     }
     for (cname, c) in &cfg.containers {
         let Some(running) = containers.iter().find(|k| k.active && k.name == *cname) else { continue };
@@ -137,13 +143,15 @@ mod tests {
         c
     }
 
-    fn net(name: &str, subnet: &str, ours: bool, containers: usize) -> EngineNetwork {
+    const ME: &str = "/etc/netmgrd/config.yaml";
+
+    fn net(name: &str, subnet: &str, owner: Option<&str>) -> EngineNetwork {
         EngineNetwork {
             id: format!("id-{name}"),
             name: name.into(),
             subnets: vec![subnet.parse().unwrap()],
-            ours,
-            containers,
+            owner: owner.map(String::from),
+            containers: 0,
         }
     }
 
@@ -165,10 +173,11 @@ mod tests {
     #[test]
     fn missing_network_is_created_then_the_container_connected() {
         let lb = container("lb", &[("bridge", "172.17.0.2")]);
-        let (a, p) = plan(&cfg(), &[net("bridge", "172.17.0.0/16", false, 1)], &[&lb]);
+        let (a, p) = plan(&cfg(), ME, &[net("bridge", "172.17.0.0/16", None)], &[&lb]);
         assert_eq!(
             a,
             vec![NetAction::Create {
+                owner: ME.into(),
                 name: "backend".into(),
                 subnet: "198.18.104.0/24".parse().unwrap(),
                 gateway: None,
@@ -176,7 +185,7 @@ mod tests {
             }]
         );
         assert!(p.is_empty());
-        let (a, _) = plan(&cfg(), &[net("backend", "198.18.104.0/24", true, 0)], &[&lb]);
+        let (a, _) = plan(&cfg(), ME, &[net("backend", "198.18.104.0/24", Some(ME))], &[&lb]);
         assert_eq!(
             a,
             vec![NetAction::Connect {
@@ -189,28 +198,28 @@ mod tests {
         );
         let connected = container("lb", &[("backend", "198.18.104.2")]);
         assert_eq!(
-            plan(&cfg(), &[net("backend", "198.18.104.0/24", true, 1)], &[&connected]),
+            plan(&cfg(), ME, &[net("backend", "198.18.104.0/24", Some(ME))], &[&connected]),
             (vec![], vec![])
         );
     }
 
     #[test]
-    fn foreign_networks_are_never_changed_or_deleted_and_ours_only_when_unused() {
-        let (a, p) = plan(&cfg(), &[net("backend", "198.18.200.0/24", false, 0)], &[]);
+    fn foreign_networks_and_other_instances_networks_are_never_changed_or_deleted() {
+        let (a, p) = plan(&cfg(), ME, &[net("backend", "198.18.200.0/24", None)], &[]);
         assert!(a.is_empty());
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].contains("198.18.200.0/24") && p[0].contains("198.18.104.0/24"), "{p:?}");
         let empty = DockerConfig::default();
         let nets = [
-            net("old", "198.18.9.0/24", true, 0),
-            net("busy", "198.18.8.0/24", true, 2),
-            net("theirs", "198.18.7.0/24", false, 0),
+            net("old", "198.18.9.0/24", Some(ME)),
+            net("other-netmgrd", "198.18.8.0/24", Some("/srv/other/config.yaml")),
+            net("theirs", "198.18.7.0/24", None),
         ];
-        let (a, _) = plan(&empty, &nets, &[]);
+        let (a, _) = plan(&empty, ME, &nets, &[]);
         assert_eq!(a, vec![NetAction::Delete { id: "id-old".into(), name: "old".into() }]);
         // Connected with another address: reported, not changed.
         let lb = container("lb", &[("backend", "198.18.104.9")]);
-        let (a, p) = plan(&cfg(), &[net("backend", "198.18.104.0/24", true, 1)], &[&lb]);
+        let (a, p) = plan(&cfg(), ME, &[net("backend", "198.18.104.0/24", Some(ME))], &[&lb]);
         assert!(a.is_empty() && p[0].contains("198.18.104.9"), "{p:?}");
     }
 }

@@ -144,8 +144,8 @@ impl DockerSource {
         };
         let streaming = purpose == Purpose::Events;
         let out = match &purpose {
-            Purpose::Action(NetAction::Create { name, subnet, gateway, ipv6_subnet }) => {
-                http::post(&path, &docker::network_create_body(name, *subnet, *gateway, *ipv6_subnet))
+            Purpose::Action(NetAction::Create { owner, name, subnet, gateway, ipv6_subnet }) => {
+                http::post(&path, &docker::network_create_body(owner, name, *subnet, *gateway, *ipv6_subnet))
             }
             Purpose::Action(NetAction::Connect { container_id, ip, .. }) => {
                 http::post(&path, &docker::network_connect_body(container_id, *ip))

@@ -218,13 +218,14 @@ pub struct EngineNetwork {
     pub name: String,
     /// IPAM subnets (IPv4 and IPv6).
     pub subnets: Vec<crate::prefix::IpPrefix>,
-    /// Created by netmgrd (label `netmgrd.managed=true`).
-    pub ours: bool,
+    /// The `netmgrd.managed` label: which netmgrd created it (its config file), if one did.
+    pub owner: Option<String>,
     /// Containers attached now.
     pub containers: usize,
 }
 
-/// The label netmgrd puts on the networks it creates (the only ones it ever deletes).
+/// The label netmgrd puts on the networks it creates (the only ones it ever deletes), with
+/// its config file as the value, so two netmgrd instances never delete each other's.
 pub const MANAGED_LABEL: &str = "netmgrd.managed";
 
 /// `GET /networks`.
@@ -244,7 +245,7 @@ pub fn parse_networks(body: &[u8]) -> Result<Vec<EngineNetwork>, DockerError> {
                 id: n["Id"].as_str()?.to_string(),
                 name: n["Name"].as_str()?.to_string(),
                 subnets,
-                ours: n["Labels"][MANAGED_LABEL].as_str() == Some("true"),
+                owner: n["Labels"][MANAGED_LABEL].as_str().map(String::from),
                 containers: n["Containers"].as_object().map_or(0, |c| c.len()),
             })
         })
@@ -253,6 +254,7 @@ pub fn parse_networks(body: &[u8]) -> Result<Vec<EngineNetwork>, DockerError> {
 
 /// `POST /networks/create` body: a bridge network with IPAM subnet(s) and gateway.
 pub fn network_create_body(
+    owner: &str,
     name: &str,
     subnet: crate::prefix::IpPrefix,
     gateway: Option<std::net::IpAddr>,
@@ -272,7 +274,7 @@ pub fn network_create_body(
         "CheckDuplicate": true,
         "EnableIPv6": ipv6_subnet.is_some(),
         "IPAM": { "Driver": "default", "Config": config },
-        "Labels": { MANAGED_LABEL: "true" },
+        "Labels": { MANAGED_LABEL: owner },
     })
     .to_string()
 }
@@ -363,7 +365,7 @@ mod network_tests {
     /// The shape of `GET /networks` (Engine 28), trimmed to the fields read.
     const NETWORKS: &str = r#"[
       {"Name":"bridge","Id":"aa11","Driver":"bridge","IPAM":{"Driver":"default","Config":[{"Subnet":"172.17.0.0/16","Gateway":"172.17.0.1"}]},"Containers":{"c1":{"Name":"web"}},"Labels":{}},
-      {"Name":"backend","Id":"bb22","Driver":"bridge","IPAM":{"Driver":"default","Config":[{"Subnet":"198.18.104.0/24"},{"Subnet":"2001:db8:104::/64"}]},"Containers":{},"Labels":{"netmgrd.managed":"true"}},
+      {"Name":"backend","Id":"bb22","Driver":"bridge","IPAM":{"Driver":"default","Config":[{"Subnet":"198.18.104.0/24"},{"Subnet":"2001:db8:104::/64"}]},"Containers":{},"Labels":{"netmgrd.managed":"/etc/netmgrd/config.yaml"}},
       {"Name":"none","Id":"cc33","Driver":"null","IPAM":{"Driver":"default","Config":null},"Containers":null,"Labels":null}
     ]"#;
 
@@ -371,12 +373,16 @@ mod network_tests {
     fn networks_list_bodies_and_errors() {
         let nets = parse_networks(NETWORKS.as_bytes()).unwrap();
         assert_eq!(nets.len(), 3);
-        assert_eq!((nets[0].name.as_str(), nets[0].ours, nets[0].containers), ("bridge", false, 1));
+        assert_eq!(
+            (nets[0].name.as_str(), nets[0].owner.as_deref(), nets[0].containers),
+            ("bridge", None, 1)
+        );
         assert_eq!(nets[1].subnets.len(), 2);
-        assert!(nets[1].ours);
+        assert_eq!(nets[1].owner.as_deref(), Some("/etc/netmgrd/config.yaml"));
         assert!(nets[2].subnets.is_empty());
         assert!(parse_networks(b"{}").is_err());
         let body = network_create_body(
+            "/etc/netmgrd/config.yaml",
             "backend",
             "198.18.104.7/24".parse().unwrap(),
             Some("198.18.104.1".parse().unwrap()),
@@ -385,7 +391,7 @@ mod network_tests {
         let v: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["IPAM"]["Config"][0]["Subnet"], "198.18.104.0/24");
         assert_eq!(v["IPAM"]["Config"][0]["Gateway"], "198.18.104.1");
-        assert_eq!(v["Labels"][MANAGED_LABEL], "true");
+        assert_eq!(v["Labels"][MANAGED_LABEL], "/etc/netmgrd/config.yaml");
         let v: Value =
             serde_json::from_str(&network_connect_body("abc", "198.18.104.2".parse().unwrap())).unwrap();
         assert_eq!(v["EndpointConfig"]["IPAMConfig"]["IPv4Address"], "198.18.104.2");
