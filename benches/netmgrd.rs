@@ -115,6 +115,15 @@ fn inner() {
     let bin = std::env::var("NETMGRD_BIN").expect("NETMGRD_BIN");
     let dir = std::env::temp_dir().join(format!("nmbench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
+    // NETMGRD_BENCH_ONLY=docker-networks: only the real-Engine row.
+    if std::env::var("NETMGRD_BENCH_ONLY").as_deref() == Ok("docker-networks") {
+        match docker_net_bench(&bin, &dir) {
+            Ok(s) => println!("| docker | median {:.0} ms, p95 {:.0} ms |", s.median, s.p95),
+            Err(e) => println!("| docker | n/a: {e} |"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
     // NETMGRD_BENCH_ONLY=link: only the hooks and policy-routing rows (while working on them).
     if std::env::var("NETMGRD_BENCH_ONLY").as_deref() == Ok("link") {
         sh("sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0");
@@ -223,6 +232,7 @@ fn inner() {
     let journal = journald.as_ref().and_then(|j| cgroup_bench(&bin, &dir, &mut nft, Some(j)));
     drop(journald);
     let link = link_bench(&bin, &dir);
+    let docker_net = docker_net_bench(&bin, &dir);
     let _ = std::fs::remove_dir_all(&dir);
 
     let a = stats(add_lat);
@@ -327,6 +337,13 @@ fn inner() {
         "| idle 3 s with hooks and policy routing configured | {} context switches |",
         link.idle_switches
     );
+    match &docker_net {
+        Ok(d) => println!(
+            "| `docker run` returned -> container on its network with its fixed address and the DNAT rule in its namespace (real Engine, {DOCKER_TRIALS} trials) | median {:.1} ms, p95 {:.1} ms, max {:.1} ms |",
+            d.median, d.p95, d.max
+        ),
+        Err(e) => println!("| docker network rows | n/a: {e} |"),
+    }
     match &journal {
         Some(c) => {
             println!(
@@ -620,6 +637,98 @@ fn link_bench(bin: &str, dir: &std::path::Path) -> LinkFigures {
     let _ = child.wait();
     sh("ip link del hb0");
     LinkFigures { hook: stats(hook), ip_link: stats(ip_link), policy: stats(policy), idle_switches }
+}
+
+const DOCKER_TRIALS: usize = 10;
+
+/// One blocking `GET` to the Engine; the body.
+fn engine_get(path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect("/var/run/docker.sock").ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n").as_bytes()).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+/// With the machine's real Engine (when it answers and the test image exists): netmgrd
+/// creates a network; each trial starts a configured container and times until it is on the
+/// network with its fixed address and netmgrd's table is in its namespace.
+fn docker_net_bench(bin: &str, dir: &std::path::Path) -> Result<Stats, String> {
+    let image = "netmgrd-test-busybox:latest";
+    let ok = |cmd: &str| {
+        Command::new("sh")
+            .args(["-c", cmd])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !ok("docker info") || !ok(&format!("docker image inspect {image}")) {
+        return Err("no Docker Engine or no test image (make test builds it)".into());
+    }
+    let pid = std::process::id();
+    let (net, lb, app) = (format!("nmb-net-{pid}"), format!("nmb-lb-{pid}"), format!("nmb-app-{pid}"));
+    let third = 50 + pid % 50;
+    std::fs::write(
+        dir.join("dn.yaml"),
+        format!(
+            "docker:\n  networks:\n    {net}: {{ subnet: 198.18.{third}.0/24 }}\n  containers:\n    {lb}: {{ networks: {{ {net}: 198.18.{third}.2 }} }}\n    {app}: {{ networks: {{ {net}: 198.18.{third}.3 }} }}\nnat:\n  dnat:\n    - {{ in_container: {lb}, proto: tcp, port: 8080, to: \"container:{app}:80\" }}\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut child = spawn_netmgrd(bin, &dir.join("dn.yaml"), &dir.join("dn.sock"), None);
+    let cleanup = |all: bool| {
+        let _ = ok(&format!("docker rm -f {lb}"));
+        if all {
+            let _ = ok(&format!("docker rm -f {app}"));
+            let _ = ok(&format!("docker network rm {net}"));
+        }
+    };
+    let _ = ok(&format!("docker run -d --name {app} {image} sleep 600"));
+    let mut times = Vec::new();
+    let result = (|| {
+        for _ in 0..DOCKER_TRIALS {
+            if !ok(&format!("docker run -d --name {lb} {image} sleep 600")) {
+                return Err("docker run failed".to_string());
+            }
+            let t = Instant::now();
+            let want_ip = format!("\"IPAddress\":\"198.18.{third}.2\"");
+            loop {
+                let body = engine_get(&format!("/containers/{lb}/json")).unwrap_or_default();
+                let cpid = body
+                    .split("\"Pid\":")
+                    .nth(1)
+                    .and_then(|r| r.split(',').next())
+                    .and_then(|p| p.trim().parse::<u32>().ok())
+                    .unwrap_or(0);
+                let connected = body.contains(&want_ip);
+                let table = cpid > 0
+                    && netmgrd::sys::netns::run_in(cpid, || {
+                        Nft::open()
+                            .ok()
+                            .and_then(|mut n| n.table_exists(&netmgrd::container_ns::ns_table()).ok())
+                    })
+                    .ok()
+                    .flatten()
+                        == Some(true);
+                if connected && table {
+                    break;
+                }
+                if t.elapsed() > Duration::from_secs(20) {
+                    return Err("container not connected with its rules within 20 s".to_string());
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            times.push(ms(t.elapsed()));
+            cleanup(false);
+        }
+        Ok(())
+    })();
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    cleanup(true);
+    result.map(|()| stats(times))
 }
 
 const CONTROL_REQUESTS: usize = 1000;

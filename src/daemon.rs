@@ -1297,6 +1297,37 @@ mod tests {
     }
 
     #[test]
+    fn container_namespaces_are_set_up_again_after_a_restart_and_not_twice() {
+        let cfg = "docker:\n  networks: { b: { subnet: 198.18.104.0/24 } }\n  containers:\n    app1: { networks: { b: 198.18.104.3 }, routes: [{ to: 203.0.113.0/24, via: 198.18.104.1 }] }\nnat:\n  dnat:\n    - { in_container: lb, proto: tcp, port: 8080, to: \"container:app1:80\" }\n";
+        let mut d = daemon(cfg, |_, _| {});
+        d.handle(vec![snapshot(&[(2, "eth0")], vec![])]);
+        let c = |name: &str, pid: u32, ip: &str| Container {
+            id: format!("id-{name}"),
+            name: name.into(),
+            labels: Default::default(),
+            networks: [("b".to_string(), NetAddrs { ipv4: ip.parse().ok(), ipv6: None })].into(),
+            ports: vec![],
+            active: true,
+            pid,
+        };
+        d.handle(vec![Event::DockerSnapshot(vec![
+            c("lb", 100, "198.18.104.2"),
+            c("app1", 200, "198.18.104.3"),
+        ])]);
+        let ns = &d.kernel().netns;
+        assert_eq!(ns.keys().copied().collect::<Vec<_>>(), vec![100, 200]);
+        assert!(ns[&100].0.as_ref().is_some_and(|t| t.render().contains("dnat ip to 198.18.104.3:80")));
+        assert_eq!(ns[&200].1.len(), 1, "app1's route");
+        // Nothing changed: nothing is applied again.
+        d.kernel_mut().netns.clear();
+        d.handle(vec![Event::ContainerUp(c("app1", 200, "198.18.104.3"))]);
+        assert!(d.kernel().netns.is_empty());
+        // lb restarted: a new pid, its namespace is set up again.
+        d.handle(vec![Event::ContainerUp(c("lb", 101, "198.18.104.2"))]);
+        assert_eq!(d.kernel().netns.keys().copied().collect::<Vec<_>>(), vec![101]);
+    }
+
+    #[test]
     fn a_stale_view_is_reread_and_retried_once() {
         let wan = set("inet filter", "wan_ips", SetKind::Ipv4Addr);
         let mut d = daemon("interfaces: [{ name: eth0, zone: wan }]\n", |_, _| {});
