@@ -536,6 +536,8 @@ impl<K: Kernel> Daemon<K> {
         self.reloads += 1;
         self.refresh_all_sets();
         out.push(Outgoing::Reloaded);
+        // The network requests go out again (the source forgets its refusals on reload).
+        self.net_actions.clear();
         log::info!("reloaded {}", self.source.path.display());
         Ok(())
     }

@@ -385,3 +385,66 @@ fn owned_table_is_rebuilt_atomically_and_removed_on_flush() {
         "on_exit: flush deletes the owned table"
     );
 }
+
+/// The Engine API's error paths for networks, with the test Engine: a network created and a
+/// container connected; a 409 on create and a 404 on connect reported in `status`; the Engine
+/// closing the connection in the middle of a connect, then the request made again after the
+/// reconnect; a foreign network of another subnet reported and never changed.
+#[test]
+#[ignore = "needs root (network namespaces); `make test` runs it as root"]
+fn network_requests_conflicts_missing_networks_and_an_engine_gone_mid_connect() {
+    use common::fake_engine::NetworkFault;
+    let (ns, engine) = setup("dk-net");
+    engine.add_network("bridge", "172.17.0.0/16");
+    engine.add_network("taken", "198.18.200.0/24");
+    engine.run(FakeContainer::new("c-lb", "lb").net("bridge", "172.17.0.2", ""));
+    engine.run(FakeContainer::new("c-app", "app").net("bridge", "172.17.0.3", ""));
+    let config = format!(
+        "docker:\n  socket: {}\n  networks:\n    backend: {{ subnet: 198.18.104.0/24 }}\n    taken: {{ subnet: 198.18.105.0/24 }}\n    late: {{ subnet: 198.18.106.0/24 }}\n  containers:\n    lb: {{ networks: {{ backend: 198.18.104.2 }} }}\n",
+        engine.path.display()
+    );
+    // The first create is refused as a conflict (made by someone else meanwhile).
+    engine.set_fault(NetworkFault::ConflictOnCreate);
+    let d = Daemon::start(&ns, &config);
+    let problems = || docker_status(&d)["network_problems"].to_string();
+    assert!(wait_until(WAIT, || problems().contains("409")), "{} {}", problems(), d.log_text());
+    assert!(problems().contains("network taken exists with subnet 198.18.200.0/24"), "{}", problems());
+    assert_eq!(engine.networks()["taken"].subnet, "198.18.200.0/24", "a foreign network is never changed");
+    // The Engine dies in the middle of the connect: reconnect, sync, and the connect again.
+    engine.set_fault(NetworkFault::CloseOnConnect);
+    // (the refused creates are tried again after 30 s; a reload makes a fresh plan now)
+    d.signal("HUP");
+    assert!(
+        wait_until(Duration::from_secs(10), || engine.networks().contains_key("backend")),
+        "{}",
+        d.log_text()
+    );
+    let reconnects = || docker_status(&d)["reconnects"].as_u64().unwrap_or(0);
+    assert!(wait_until(Duration::from_secs(10), || reconnects() >= 1), "no reconnect: {}", d.log_text());
+    assert!(engine.requests().iter().any(|r| r.starts_with("POST") && r.contains("/connect")));
+    // After the reconnect the connect is made again: now the network is missing (404).
+    engine.set_fault(NetworkFault::MissingOnConnect);
+    assert!(
+        wait_until(Duration::from_secs(10), || problems().contains("404")),
+        "{} {}",
+        problems(),
+        d.log_text()
+    );
+    // All well again; a reload tries at once instead of in 30 s.
+    engine.set_fault(NetworkFault::None);
+    d.signal("HUP");
+    assert!(
+        wait_until(Duration::from_secs(10), || engine.address_on("lb", "backend").as_deref()
+            == Some("198.18.104.2")),
+        "lb never connected: {} {}",
+        problems(),
+        d.log_text()
+    );
+    assert!(
+        wait_until(WAIT, || !problems().contains("404")),
+        "the refusal is gone once done: {}",
+        problems()
+    );
+    assert_eq!(engine.networks()["backend"].labels["netmgrd.managed"], d.config.display().to_string());
+    assert_eq!(d.ctl("ping")["ok"], true);
+}

@@ -351,6 +351,8 @@ impl DockerSource {
         self.backoff = BACKOFF_START;
         self.set_state(EngineState::Connected, None, events);
         self.list_networks(Instant::now(), events);
+        // Network requests cut off by a lost connection are made again.
+        self.pump_actions(Instant::now(), events);
         for e in sync.held_back {
             self.on_engine_event(e, events);
         }
@@ -491,6 +493,8 @@ impl Source for DockerSource {
     fn deliver(&mut self, msg: &Outgoing) {
         match msg {
             Outgoing::DockerSocket(socket) => self.reconfigure(socket.clone()),
+            // A reload tries refused network requests again at once.
+            Outgoing::Reloaded => self.failed.clear(),
             Outgoing::DockerNetActions(actions) => {
                 self.wanted = actions.clone();
                 let mut events = std::mem::take(&mut self.pending);

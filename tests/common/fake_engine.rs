@@ -93,9 +93,32 @@ impl FakeContainer {
     }
 }
 
+/// A network of the test Engine: id, subnet, labels.
+#[derive(Clone, Debug)]
+pub struct FakeNetwork {
+    pub id: String,
+    pub subnet: String,
+    pub labels: Value,
+}
+
+/// How the test Engine misbehaves on network requests (the API's error paths).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NetworkFault {
+    #[default]
+    None,
+    /// `POST /networks/create` answers 409 (someone else made it meanwhile).
+    ConflictOnCreate,
+    /// `POST /networks/{id}/connect` answers 404 (the network went meanwhile).
+    MissingOnConnect,
+    /// The connection closes in the middle of a connect (the Engine went away).
+    CloseOnConnect,
+}
+
 #[derive(Default)]
 struct State {
     containers: BTreeMap<String, FakeContainer>,
+    networks: BTreeMap<String, FakeNetwork>,
+    fault: NetworkFault,
     subscribers: Vec<Sender<Vec<u8>>>,
     /// Requests seen, for assertions ("GET /v1.41/events?...").
     requests: Vec<String>,
@@ -147,6 +170,26 @@ impl FakeEngine {
         let next = FakeEngine::start(&self.path);
         next.state.lock().unwrap().containers = containers;
         next
+    }
+
+    pub fn add_network(&self, name: &str, subnet: &str) {
+        let n = FakeNetwork { id: format!("net-{name}"), subnet: subnet.into(), labels: json!({}) };
+        self.state.lock().unwrap().networks.insert(name.into(), n);
+    }
+
+    pub fn networks(&self) -> BTreeMap<String, FakeNetwork> {
+        self.state.lock().unwrap().networks.clone()
+    }
+
+    pub fn set_fault(&self, fault: NetworkFault) {
+        self.state.lock().unwrap().fault = fault;
+    }
+
+    /// The IPv4 address a container has on a network, if it is on it.
+    pub fn address_on(&self, name: &str, net: &str) -> Option<String> {
+        let st = self.state.lock().unwrap();
+        let c = st.containers.values().find(|c| c.name == name)?;
+        c.inspect()["NetworkSettings"]["Networks"][net]["IPAddress"].as_str().map(String::from)
     }
 
     pub fn subscribers(&self) -> usize {
@@ -290,15 +333,25 @@ fn serve(mut conn: UnixStream, state: Arc<Mutex<State>>) {
     }
     // Headers until the empty line.
     let mut host = false;
+    let mut length = 0usize;
     loop {
         let mut h = String::new();
         if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
             break;
         }
-        host |= h.to_ascii_lowercase().starts_with("host:");
+        let lower = h.to_ascii_lowercase();
+        host |= lower.starts_with("host:");
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
     }
+    let mut body = vec![0u8; length];
+    if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
+        return;
+    }
+    let method = request_line.split_whitespace().next().unwrap_or("GET").to_string();
     let path = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
-    state.lock().unwrap().requests.push(format!("GET {path}"));
+    state.lock().unwrap().requests.push(format!("{method} {path}"));
     if !host {
         return respond(&mut conn, "400 Bad Request", r#"{"message":"missing Host header"}"#);
     }
@@ -329,6 +382,13 @@ fn serve(mut conn: UnixStream, state: Arc<Mutex<State>>) {
         }
         return;
     }
+    if let Some(reply) = networks(&method, rest, &body, &state) {
+        // `None`: the connection closes without an answer.
+        if let Some((status, body)) = reply {
+            respond(&mut conn, status, &body);
+        }
+        return;
+    }
     if rest == "/containers/json" {
         let st = state.lock().unwrap();
         let list: Vec<Value> = st
@@ -349,4 +409,74 @@ fn serve(mut conn: UnixStream, state: Arc<Mutex<State>>) {
         };
     }
     respond(&mut conn, "404 Not Found", r#"{"message":"page not found"}"#)
+}
+
+/// The network endpoints: `Some(None)` closes the connection without an answer.
+fn networks(
+    method: &str,
+    rest: &str,
+    body: &[u8],
+    state: &Arc<Mutex<State>>,
+) -> Option<Option<(&'static str, String)>> {
+    let req: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let mut st = state.lock().unwrap();
+    if method == "GET" && rest == "/networks" {
+        let list: Vec<Value> = st
+            .networks
+            .iter()
+            .map(|(name, n)| {
+                json!({"Name": name, "Id": n.id, "Driver": "bridge", "IPAM": {"Driver": "default", "Config": [{"Subnet": n.subnet}]}, "Containers": {}, "Labels": n.labels})
+            })
+            .collect();
+        return Some(Some(("200 OK", Value::Array(list).to_string())));
+    }
+    if method == "POST" && rest == "/networks/create" {
+        let name = req["Name"].as_str().unwrap_or("").to_string();
+        if st.fault == NetworkFault::ConflictOnCreate || st.networks.contains_key(&name) {
+            return Some(Some((
+                "409 Conflict",
+                format!(r#"{{"message":"network with name {name} already exists"}}"#),
+            )));
+        }
+        let subnet = req["IPAM"]["Config"][0]["Subnet"].as_str().unwrap_or("").to_string();
+        let n = FakeNetwork { id: format!("net-{name}"), subnet, labels: req["Labels"].clone() };
+        let id = n.id.clone();
+        st.networks.insert(name.clone(), n);
+        drop(st);
+        let line =
+            json!({"Type": "network", "Action": "create", "Actor": {"ID": id, "Attributes": {"name": name}}});
+        send_to_subscribers(state, format!("{line}\n"));
+        return Some(Some(("201 Created", json!({"Id": id}).to_string())));
+    }
+    if let Some(id) = rest.strip_prefix("/networks/").and_then(|r| r.strip_suffix("/connect")) {
+        match st.fault {
+            NetworkFault::CloseOnConnect => return Some(None),
+            NetworkFault::MissingOnConnect => {
+                return Some(Some(("404 Not Found", format!(r#"{{"message":"network {id} not found"}}"#))))
+            }
+            _ => {}
+        }
+        let Some((name, _)) =
+            st.networks.iter().find(|(_, n)| n.id == id).map(|(k, n)| (k.clone(), n.clone()))
+        else {
+            return Some(Some(("404 Not Found", format!(r#"{{"message":"network {id} not found"}}"#))));
+        };
+        let cid = req["Container"].as_str().unwrap_or("").to_string();
+        let ip = req["EndpointConfig"]["IPAMConfig"]["IPv4Address"].as_str().unwrap_or("").to_string();
+        let Some(c) = st.containers.get_mut(&cid) else {
+            return Some(Some(("404 Not Found", format!(r#"{{"message":"No such container: {cid}"}}"#))));
+        };
+        let c2 = c.clone().net(&name, &ip, "");
+        *c = c2;
+        drop(st);
+        let line = json!({"Type": "network", "Action": "connect", "Actor": {"ID": id, "Attributes": {"container": cid, "name": name}}});
+        send_to_subscribers(state, format!("{line}\n"));
+        return Some(Some(("200 OK", String::new())));
+    }
+    None
+}
+
+fn send_to_subscribers(state: &Arc<Mutex<State>>, line: String) {
+    let chunk = format!("{:x}\r\n{line}\r\n", line.len()).into_bytes();
+    state.lock().unwrap().subscribers.retain(|s| s.send(chunk.clone()).is_ok());
 }
