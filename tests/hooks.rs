@@ -192,7 +192,7 @@ fn a_thousand_flaps_coalesce_into_a_few_runs_ending_in_the_final_state() {
         if now.len() == before && now.last().is_some_and(|l| l.starts_with("carrier|")) {
             break now.len();
         }
-        assert!(std::time::Instant::now() < deadline, "never settled: {:?}", lines(&log));
+        assert!(std::time::Instant::now() < deadline, "never settled: {:?}\n{}", lines(&log), d.log_text());
     };
     assert!(count < 60, "2,001 state changes ran {count} hooks");
     assert_eq!(d.ctl("ping")["ok"], true);

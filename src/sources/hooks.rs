@@ -35,6 +35,10 @@ struct Batch {
     scripts: VecDeque<PathBuf>,
 }
 
+/// A script that cannot be started is tried this many times, this far apart.
+const SPAWN_TRIES: u32 = 5;
+const SPAWN_RETRY: Duration = Duration::from_millis(100);
+
 #[derive(Default)]
 struct LinkQueue {
     /// The newest state waiting (older waiting ones were replaced: coalescing).
@@ -42,6 +46,9 @@ struct LinkQueue {
     current: Option<Batch>,
     running: bool,
     queued: bool,
+    /// Start failures of the current script, and when to try it again.
+    failures: u32,
+    retry_at: Option<Instant>,
 }
 
 struct Running {
@@ -147,16 +154,28 @@ impl HookRunner {
                 continue;
             };
             let t = batch.t.clone();
-            if batch.scripts.is_empty() {
-                q.current = None;
-            }
             match Self::start(&cfg, &key, &t, &script, now) {
                 Some(r) => {
+                    if batch.scripts.is_empty() {
+                        q.current = None;
+                    }
+                    q.failures = 0;
                     q.running = true;
                     self.running.push(r);
                 }
+                None if q.failures < SPAWN_TRIES => {
+                    // A fork or exec that failed (EAGAIN, ETXTBSY under load): the same script
+                    // again a moment later, so a link's newest state is never lost.
+                    batch.scripts.push_front(script);
+                    q.failures += 1;
+                    q.retry_at = Some(now + SPAWN_RETRY);
+                }
                 None => {
-                    // Could not start: go on with the link's next script on the next round.
+                    log::warn!("hook {}: not started after {SPAWN_TRIES} tries; skipped", script.display());
+                    q.failures = 0;
+                    if batch.scripts.is_empty() {
+                        q.current = None;
+                    }
                     if q.current.is_some() || q.next.is_some() {
                         q.queued = true;
                         self.order.push_back(key);
@@ -306,7 +325,8 @@ impl Source for HookRunner {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        self.running.iter().map(|r| r.kill_at.unwrap_or(r.term_at)).min()
+        let retry = self.links.values().filter_map(|q| q.retry_at).min();
+        self.running.iter().map(|r| r.kill_at.unwrap_or(r.term_at)).chain(retry).min()
     }
 
     fn ready(&mut self, fd: RawFd, _revents: i16, _now: Instant, _events: &mut Vec<Event>) {
@@ -325,6 +345,24 @@ impl Source for HookRunner {
     }
 
     fn expired(&mut self, now: Instant, _events: &mut Vec<Event>) {
+        let due: Vec<String> = self
+            .links
+            .iter_mut()
+            .filter(|(_, q)| q.retry_at.is_some_and(|t| t <= now))
+            .map(|(k, q)| {
+                q.retry_at = None;
+                k.clone()
+            })
+            .collect();
+        for key in due {
+            if let Some(q) = self.links.get_mut(&key) {
+                if !q.running && !q.queued {
+                    q.queued = true;
+                    self.order.push_back(key);
+                }
+            }
+        }
+        self.schedule(now);
         for r in &mut self.running {
             if let Some(at) = r.kill_at {
                 if at <= now {
@@ -391,6 +429,41 @@ mod tests {
         }
         assert_eq!(scripts(&dir), vec![dir.join("10-a"), dir.join("20-b")]);
         assert!(scripts(&dir.join("missing")).is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_script_that_cannot_start_is_tried_again_then_skipped() {
+        let dir = std::env::temp_dir().join(format!("netmgrd-hooks-retry-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("carrier.d")).unwrap();
+        let script = dir.join("carrier.d/10-broken");
+        std::fs::write(&script, "#!/nonexistent/interpreter\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut r = HookRunner::new(Some(HooksConfig { dir: dir.clone(), ..HooksConfig::default() }));
+        let t = Transition {
+            link: Some("eth1".into()),
+            index: 3,
+            state: LinkState::Carrier,
+            old_state: None,
+            zone: None,
+            addresses: vec![],
+            routes: vec![],
+            routes_changed: false,
+        };
+        r.deliver(&Outgoing::LinkStates(vec![t]));
+        assert!(r.running.is_empty());
+        assert_eq!(r.links["eth1"].failures, 1);
+        let mut at = Instant::now();
+        let mut events = Vec::new();
+        for tries in 2..=SPAWN_TRIES {
+            at = r.deadline().expect("a retry is due");
+            r.expired(at, &mut events);
+            assert_eq!(r.links["eth1"].failures, tries);
+        }
+        r.expired(r.deadline().unwrap_or(at), &mut events);
+        assert_eq!(r.links["eth1"].failures, 0, "skipped after {SPAWN_TRIES} tries");
+        assert!(r.deadline().is_none(), "nothing left to do: no timer");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
