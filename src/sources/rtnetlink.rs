@@ -41,7 +41,13 @@ pub struct RtnlSource {
     addrs: Vec<Address>,
     buf: Vec<u8>,
     rcvbuf: i32,
+    /// After lost events (ENOBUFS), one more dump once the events have been quiet this long:
+    /// events around the first dump may have been lost too, and a flapping link must end in
+    /// its real state. No timer otherwise.
+    verify_at: Option<Instant>,
 }
+
+const VERIFY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn open(groups: u32) -> io::Result<NlSocket> {
     let s = NlSocket::connect(NlFamily::Route, None, Groups::new_bitmask(groups))?;
@@ -66,6 +72,7 @@ impl RtnlSource {
             addrs: Vec::new(),
             buf: vec![0u8; 64 * 1024],
             rcvbuf: INITIAL_RCVBUF,
+            verify_at: None,
         };
         s.start_dump()?;
         Ok(s)
@@ -169,6 +176,7 @@ impl RtnlSource {
                         self.rcvbuf / 1024
                     );
                     let _ = sysfd::grow_rcvbuf(self.mcast.as_raw_fd(), self.rcvbuf);
+                    self.verify_at = Some(Instant::now() + VERIFY_AFTER);
                     self.resync(events);
                     return;
                 }
@@ -177,6 +185,10 @@ impl RtnlSource {
                     return;
                 }
             };
+            // Still busy: the check after lost events waits for quiet.
+            if self.verify_at.is_some() {
+                self.verify_at = Some(Instant::now() + VERIFY_AFTER);
+            }
             for msg in parse(&self.buf[..n]) {
                 match msg {
                     Ok(RtnlMessage::Link(l)) => events.push(Event::LinkChanged(l)),
@@ -200,6 +212,18 @@ impl Source for RtnlSource {
         match self.state {
             DumpState::Idle => out.push((self.mcast.as_raw_fd(), POLLIN)),
             _ => out.push((self.dump.as_raw_fd(), POLLIN)),
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.verify_at
+    }
+
+    fn expired(&mut self, now: Instant, events: &mut Vec<Event>) {
+        if self.verify_at.is_some_and(|t| t <= now) {
+            self.verify_at = None;
+            log::info!("rtnetlink: dumping again after the lost events, now that it is quiet");
+            self.resync(events);
         }
     }
 
