@@ -11,8 +11,11 @@
 
 #[path = "../tests/common/fake_engine.rs"]
 mod fake_engine;
+#[path = "../tests/common/journald.rs"]
+mod journald;
 
 use fake_engine::{FakeContainer, FakeEngine};
+use journald::{PrivateJournald, STARTED, STOPPED};
 use neli::consts::socket::NlFamily;
 use neli::socket::NlSocket;
 use neli::utils::Groups;
@@ -231,7 +234,7 @@ fn inner() {
     let repair = repair_bench(&bin, &dir, &mut nft);
     let control = control_bench(&bin, &dir, &mut nft);
     let cgroups = cgroup_bench(&bin, &dir, &mut nft, None);
-    let journald = Journald::start();
+    let journald = PrivateJournald::start();
     let journal = journald.as_ref().and_then(|j| cgroup_bench(&bin, &dir, &mut nft, Some(j)));
     drop(journald);
     let link = link_bench(&bin, &dir);
@@ -371,68 +374,13 @@ struct CgroupFigures {
     idle_switches: u64,
 }
 
-/// A private systemd-journald (own mount namespace, fresh /run/systemd and /run/log).
-struct Journald {
-    child: Child,
-}
-
-impl Journald {
-    fn start() -> Option<Journald> {
-        let exe = ["/lib/systemd/systemd-journald", "/usr/lib/systemd/systemd-journald"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())?;
-        let script = format!(
-            "set -e; mkdir -p /run/systemd /run/log; mount -t tmpfs tmpfs /run/systemd; mount -t tmpfs tmpfs /run/log; \
-             if [ -d /var/log/journal ]; then mount -t tmpfs tmpfs /var/log/journal; fi; mkdir -p /run/systemd/journal; exec {exe}"
-        );
-        let child = Command::new("unshare")
-            .args(["-m", "--propagation", "private", "sh", "-c", &script])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let j = Journald { child };
-        let t = Instant::now();
-        while std::fs::symlink_metadata(j.socket()).is_err() {
-            if t.elapsed() > Duration::from_secs(5) {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Some(j)
-    }
-
-    fn socket(&self) -> String {
-        format!("/proc/{}/root/run/systemd/journal/socket", self.child.id())
-    }
-
-    /// systemd's "start job finished" / "stop job finished" message for `unit`, sent over the
-    /// native journal protocol.
-    fn log(&self, sock: &std::os::unix::net::UnixDatagram, started: bool, unit: &str) {
-        let id =
-            if started { "39f53479d3a045ac8e11786248231fbf" } else { "9d1aaa27d60140bd96365438aad20286" };
-        sock.send_to(
-            format!("MESSAGE=unit {unit}\nMESSAGE_ID={id}\nUNIT={unit}\n").as_bytes(),
-            self.socket(),
-        )
-        .expect("journal send");
-    }
-}
-
-impl Drop for Journald {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A netmgrd following a cgroup subtree of our own into `inet cg svc`, with inotify or, with
 /// `journal`, through journalctl following a private journald.
 fn cgroup_bench(
     bin: &str,
     dir: &std::path::Path,
     nft: &mut Nft,
-    journal: Option<&Journald>,
+    journal: Option<&PrivateJournald>,
 ) -> Option<CgroupFigures> {
     use std::os::unix::fs::MetadataExt;
     let root = netmgrd::sources::cgroups::find_root()?;
@@ -449,7 +397,7 @@ fn cgroup_bench(
     let mut child = match journal {
         // In journald's mount namespace, so journalctl reads its journal.
         Some(j) => Command::new("nsenter")
-            .arg(format!("--mount=/proc/{}/ns/mnt", j.child.id()))
+            .arg(format!("--mount={}", j.mount_ns()))
             .arg(bin)
             .args(["run", "--config"])
             .arg(dir.join("cg.yaml"))
@@ -461,7 +409,6 @@ fn cgroup_bench(
             .expect("start netmgrd"),
         None => spawn_netmgrd(bin, &dir.join("cg.yaml"), &dir.join("cg.sock"), None),
     };
-    let sender = std::os::unix::net::UnixDatagram::unbound().expect("datagram socket");
     let set = SetId {
         table: TableRef::parse("inet cg").expect("table"),
         name: "svc".into(),
@@ -476,14 +423,14 @@ fn cgroup_bench(
         let t = Instant::now();
         std::fs::create_dir(&p).expect("mkdir");
         if let Some(j) = journal {
-            j.log(&sender, true, &unit);
+            j.log(STARTED, &unit);
         }
         let e = Elem::Cgroup(std::fs::metadata(&p).expect("stat").ino());
         wait_set(nft, &set, |s| s.contains(&e), Duration::from_secs(2)).expect("cgroup in set");
         created.push(ms(t.elapsed()));
         std::fs::remove_dir(&p).expect("rmdir");
         if let Some(j) = journal {
-            j.log(&sender, false, &unit);
+            j.log(STOPPED, &unit);
         }
         wait_set(nft, &set, |s| !s.contains(&e), Duration::from_secs(2)).expect("cgroup gone");
     }
@@ -494,7 +441,7 @@ fn cgroup_bench(
             let p = sub.join(&unit);
             std::fs::create_dir(&p).expect("mkdir");
             if let Some(j) = journal {
-                j.log(&sender, true, &unit);
+                j.log(STARTED, &unit);
             }
             Elem::Cgroup(std::fs::metadata(&p).expect("stat").ino())
         })

@@ -768,7 +768,8 @@ impl<K: Kernel> Daemon<K> {
 
     /// Rules and routes inside containers' namespaces: applied when a container's setup is new
     /// or changed (a restart has a new pid, so a new namespace), removed from a container that
-    /// still runs but needs none any more. Failures are reported and tried again next turn.
+    /// still runs but needs none any more. Failures are reported and tried again at the next
+    /// Docker change or reload.
     fn setup_container_namespaces(&mut self) {
         if !self.observed.docker_ready {
             return;
@@ -1094,6 +1095,10 @@ impl<K: Kernel> Handler for Daemon<K> {
         let mut commits = Vec::new();
         let mut lost = None;
         let mut route_changes = Vec::new();
+        // Docker networks and container namespaces are planned only in turns that changed what
+        // they depend on (containers, networks, a request's result, the config), not per event.
+        let mut docker_changed = false;
+        let reloads_before = self.reloads;
         for ev in events {
             match ev {
                 Event::Signal(SignalKind::Stop) => stop = true,
@@ -1152,17 +1157,27 @@ impl<K: Kernel> Handler for Daemon<K> {
                 Event::NftCommit(c) => commits.push(c),
                 Event::NftLost(why) => lost = Some(why),
                 Event::Engine(status) => self.engine = Some(status),
-                Event::DockerNetResult { action, error } => match error {
-                    Some(e) => {
-                        self.net_refused.insert(action, e);
+                Event::DockerNetResult { action, error } => {
+                    docker_changed = true;
+                    match error {
+                        Some(e) => {
+                            self.net_refused.insert(action, e);
+                        }
+                        None => {
+                            self.net_refused.remove(&action);
+                        }
                     }
-                    None => {
-                        self.net_refused.remove(&action);
-                    }
-                },
+                }
                 net => {
                     if self.observed.apply(&net) {
                         log::debug!("{net:?}");
+                        docker_changed |= matches!(
+                            net,
+                            Event::DockerSnapshot(_)
+                                | Event::ContainerUp(_)
+                                | Event::ContainerGone(_)
+                                | Event::DockerNetworks(_)
+                        );
                     }
                 }
             }
@@ -1177,8 +1192,10 @@ impl<K: Kernel> Handler for Daemon<K> {
                 out.push(Outgoing::PolicyLinks(links));
             }
         }
-        self.plan_docker_networks(&mut out);
-        self.setup_container_namespaces();
+        if docker_changed || self.reloads != reloads_before {
+            self.plan_docker_networks(&mut out);
+            self.setup_container_namespaces();
+        }
         let mut transitions = self.link_transitions();
         transitions.append(&mut route_changes);
         if !transitions.is_empty() {

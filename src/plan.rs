@@ -179,27 +179,17 @@ pub fn plan(setup: &Setup, observed: &Observed) -> Desired {
     desired
 }
 
-/// Map elements for `nat.dnat` entries to containers: each running container's IPv4 address,
-/// on the network `docker.containers` gives it first, else its first network (by name).
+/// Map elements for `nat.dnat` entries to containers: each running container's IPv4 address
+/// (`container_ns::container_ipv4`: its configured network first).
 fn container_forwards(config: &Config, forwards: &[ContainerForward], observed: &Observed) -> BTreeSet<Elem> {
-    let mut out = BTreeSet::new();
-    for f in forwards {
-        let Some(c) = observed.containers.values().find(|c| c.active && c.name == f.container) else {
-            continue;
-        };
-        let preferred = config.docker.as_ref().and_then(|d| d.containers.get(&f.container));
-        let on_preferred =
-            preferred.and_then(|p| p.networks.keys().find_map(|n| c.networks.get(n).and_then(|a| a.ipv4)));
-        let Some(ip) = on_preferred.or_else(|| c.networks.values().find_map(|a| a.ipv4)) else { continue };
-        out.insert(Elem::PortForward {
-            iface: f.iface,
-            proto: f.proto,
-            port: f.port,
-            to: IpAddr::V4(ip),
-            to_port: f.to_port,
-        });
-    }
-    out
+    forwards
+        .iter()
+        .filter_map(|f| {
+            let c = observed.containers.values().find(|c| c.active && c.name == f.container)?;
+            let to = crate::container_ns::container_ipv4(config, c)?;
+            Some(Elem::PortForward { iface: f.iface, proto: f.proto, port: f.port, to, to_port: f.to_port })
+        })
+        .collect()
 }
 
 /// Interval elements for a list of interface prefixes. nft rejects overlapping intervals,

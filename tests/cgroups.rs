@@ -201,8 +201,7 @@ fn unit_line(id: &str, unit: &str) -> String {
     format!(r#"{{"__CURSOR":"s=1;i=1","MESSAGE_ID":"{id}","_BOOT_ID":"03","UNIT":"{unit}"}}"#)
 }
 
-const STARTED: &str = "39f53479d3a045ac8e11786248231fbf";
-const STOPPED: &str = "9d1aaa27d60140bd96365438aad20286";
+use common::journald::{STARTED, STOPPED};
 
 #[test]
 #[ignore = "needs root (network namespaces, cgroups); `make test` runs it as root"]
@@ -270,67 +269,10 @@ fn journal_mode_follows_unit_messages_survives_garbage_and_a_dying_journalctl() 
     assert!(d.log_text().contains("journalctl"), "the death is logged");
 }
 
-/// A real systemd-journald of the test's own, in a private mount namespace whose /run/systemd
-/// and /run/log are fresh tmpfs mounts (the host's journal, if any, is not touched).
-struct PrivateJournald {
-    child: std::process::Child,
-}
-
-impl PrivateJournald {
-    fn start() -> Option<PrivateJournald> {
-        let journald = ["/lib/systemd/systemd-journald", "/usr/lib/systemd/systemd-journald"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())?;
-        let script = format!(
-            "set -e; mkdir -p /run/systemd /run/log; mount -t tmpfs tmpfs /run/systemd; \
-             mount -t tmpfs tmpfs /run/log; if [ -d /var/log/journal ]; then mount -t tmpfs tmpfs /var/log/journal; fi; \
-             mkdir -p /run/systemd/journal; exec {journald}"
-        );
-        let child = std::process::Command::new("unshare")
-            .args(["-m", "--propagation", "private", "sh", "-c", &script])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start journald");
-        let j = PrivateJournald { child };
-        let sock = format!("/proc/{}/root/run/systemd/journal/socket", j.child.id());
-        assert!(
-            wait_until(WAIT, || std::fs::symlink_metadata(&sock).is_ok()),
-            "journald did not create its socket"
-        );
-        Some(j)
-    }
-
-    fn mount_ns(&self) -> String {
-        format!("/proc/{}/ns/mnt", self.child.id())
-    }
-
-    /// Logs a unit lifecycle message the way systemd does (MESSAGE_ID + UNIT).
-    fn log(&self, message_id: &str, unit: &str) {
-        use std::io::Write;
-        let mut logger = std::process::Command::new("nsenter")
-            .arg(format!("--mount={}", self.mount_ns()))
-            .args(["logger", "--journald"])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .expect("logger");
-        let entry = format!("MESSAGE=unit {unit}\nMESSAGE_ID={message_id}\nUNIT={unit}\n");
-        logger.stdin.take().expect("stdin").write_all(entry.as_bytes()).expect("write");
-        assert!(logger.wait().expect("logger").success());
-    }
-}
-
-impl Drop for PrivateJournald {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 #[ignore = "needs root (network and mount namespaces, cgroups, systemd-journald); `make test` runs it as root"]
 fn journal_mode_with_a_private_journald_and_journalctl() {
-    let Some(journald) = PrivateJournald::start() else {
+    let Some(journald) = common::journald::PrivateJournald::start() else {
         panic!("systemd-journald is not installed (.ci/run installs systemd)");
     };
     let tree = Subtree::new("rj");

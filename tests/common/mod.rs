@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_engine;
+pub mod journald;
 
 use serde_json::Value;
 use std::collections::BTreeSet;
